@@ -1,0 +1,115 @@
+"""Audio input and output: reading, validating, down-mixing and resampling waveforms.
+
+Every public entry point of the toolkit that accepts audio goes through :func:`prepare_waveform`
+(in-memory arrays) or :func:`load_audio` (files), so bad input fails here with one clear
+:class:`AudioError` instead of deep inside a convolution.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+ArrayLike = Union[torch.Tensor, np.ndarray]
+
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+
+
+class AudioError(ValueError):
+    """Raised for audio that cannot be used: empty, non-finite, wrongly shaped or unreadable."""
+
+
+def check_sample_rate(sample_rate: int) -> int:
+    """Return ``sample_rate`` as an int, or raise :class:`AudioError` if it is not a plausible rate."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        if isinstance(sample_rate, float) and sample_rate.is_integer():
+            sample_rate = int(sample_rate)
+        else:
+            raise AudioError(f"sample rate must be an integer, got {sample_rate!r}")
+    sample_rate = int(sample_rate)
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"unsupported sample rate {sample_rate} Hz (expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE})"
+        )
+    return sample_rate
+
+
+def as_batch(wav: ArrayLike) -> torch.Tensor:
+    """Turn ``[T]``, ``[C, T]`` or ``[B, C, T]`` audio into a float32 tensor ``[B, C, T]``, validated."""
+    if isinstance(wav, np.ndarray):
+        if wav.dtype.kind not in "fiu":
+            raise AudioError(f"audio must be numeric, got dtype {wav.dtype}")
+        if wav.dtype.kind in "iu":  # integer PCM: scale to [-1, 1]
+            wav = wav.astype(np.float32) / float(np.iinfo(wav.dtype).max)
+        wav = torch.from_numpy(np.ascontiguousarray(wav))
+    if not isinstance(wav, torch.Tensor):
+        raise AudioError(f"audio must be a torch.Tensor or numpy array, got {type(wav).__name__}")
+    if wav.is_complex() or wav.dtype == torch.bool:
+        raise AudioError(f"audio must be real-valued, got dtype {wav.dtype}")
+    if wav.dim() == 1:
+        wav = wav[None, None]
+    elif wav.dim() == 2:
+        wav = wav[None]
+    elif wav.dim() != 3:
+        raise AudioError(f"audio must be shaped [T], [C, T] or [B, C, T], got {tuple(wav.shape)}")
+    wav = wav.float()
+    if wav.shape[0] == 0 or wav.shape[1] == 0 or wav.shape[-1] == 0:
+        raise AudioError(f"audio is empty (shape {tuple(wav.shape)})")
+    if not torch.isfinite(wav).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    return wav
+
+
+def resample(wav: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+    """Band-limited resampling along the last axis (identity when the rates match)."""
+    if from_rate == to_rate:
+        return wav
+    g = math.gcd(from_rate, to_rate)
+    return AF.resample(wav, from_rate // g, to_rate // g)
+
+
+def prepare_waveform(wav: ArrayLike, sample_rate: int, target_rate: int) -> torch.Tensor:
+    """Validate, down-mix to mono and resample: returns float32 ``[B, 1, T]`` at ``target_rate``."""
+    sample_rate = check_sample_rate(sample_rate)
+    wav = as_batch(wav)
+    wav = wav.mean(dim=1, keepdim=True)
+    return resample(wav, sample_rate, target_rate)
+
+
+def load_audio(path: Union[str, Path]) -> tuple[torch.Tensor, int]:
+    """Read any file libsndfile understands; returns float32 ``[C, T]`` and its sample rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"no such audio file: {path}")
+    try:
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(f"cannot read {path} as audio: {err}") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path} contains no samples")
+    wav = torch.from_numpy(data.T.copy())
+    check_sample_rate(sample_rate)
+    if not torch.isfinite(wav).all():
+        raise AudioError(f"{path} contains NaN or infinite samples")
+    return wav, int(sample_rate)
+
+
+def save_audio(path: Union[str, Path], wav: ArrayLike, sample_rate: int) -> None:
+    """Write ``[T]`` or ``[C, T]`` audio (float in [-1, 1]); the format follows the file extension."""
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().float().cpu().numpy()
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim == 3:
+        if wav.shape[0] != 1:
+            raise AudioError("save_audio writes one item at a time; got a batch of several")
+        wav = wav[0]
+    if wav.ndim == 1:
+        wav = wav[None]
+    sf.write(str(path), np.clip(wav, -1.0, 1.0).T, int(sample_rate))

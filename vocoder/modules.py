@@ -1,0 +1,168 @@
+"""Frame-level building blocks: residual blocks, backbones and the amplitude/phase spectrum head.
+
+Everything here runs at the frame rate of its input (no upsampling anywhere); the waveform only
+appears in :class:`AmplitudePhaseHead`, through the inverse STFT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .spectral import InverseSTFT
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt block on ``[B, C, N]``: depth-wise conv, LayerNorm, inverted MLP, layer scale."""
+
+    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int = 7, layer_scale: float = 1e-6) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).transpose(1, 2)
+        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+class ResidualBlock(nn.Module):
+    """HiFi-GAN style residual block: dilated convolutions with leaky ReLU, one skip per dilation."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, dilations: Sequence[int] = (1, 3, 5)) -> None:
+        super().__init__()
+        self.dilated = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=d * (kernel_size - 1) // 2)
+            for d in dilations
+        )
+        self.plain = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for dilated, plain in zip(self.dilated, self.plain):
+            y = dilated(F.leaky_relu(x, 0.1))
+            x = x + plain(F.leaky_relu(y, 0.1))
+        return x
+
+
+class MultiReceptiveField(nn.Module):
+    """Average of residual blocks with different kernel sizes (HiFi-GAN's MRF, APNet's trunk unit)."""
+
+    def __init__(self, channels: int, kernel_sizes: Sequence[int] = (3, 7, 11), dilations: Sequence[int] = (1, 3, 5)):
+        super().__init__()
+        self.blocks = nn.ModuleList(ResidualBlock(channels, k, dilations) for k in kernel_sizes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(block(x) for block in self.blocks) / len(self.blocks)
+
+
+@dataclass
+class BackboneConfig:
+    """Frame-level trunk shared by the amplitude and phase predictors.
+
+    ``kind="convnext"`` is APNet2/Vocos style (ConvNeXt blocks); ``kind="residual"`` is APNet style
+    (multi-receptive-field residual blocks).
+    """
+
+    kind: str = "convnext"
+    dim: int = 384
+    intermediate_dim: int = 1152
+    num_layers: int = 8
+    input_kernel_size: int = 7
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("convnext", "residual"):
+            raise ValueError(f"backbone kind must be 'convnext' or 'residual', got {self.kind!r}")
+
+
+class Backbone(nn.Module):
+    """``[B, in_channels, N]`` features -> ``[B, dim, N]`` hidden states at the same frame rate."""
+
+    def __init__(self, in_channels: int, config: BackboneConfig) -> None:
+        super().__init__()
+        self.config = config
+        k = config.input_kernel_size
+        self.embed = nn.Conv1d(in_channels, config.dim, k, padding=k // 2)
+        if config.kind == "convnext":
+            self.norm_in = nn.LayerNorm(config.dim, eps=1e-6)
+            layer_scale = 1.0 / config.num_layers
+            self.layers = nn.ModuleList(
+                ConvNeXtBlock(config.dim, config.intermediate_dim, layer_scale=layer_scale)
+                for _ in range(config.num_layers)
+            )
+        else:
+            self.norm_in = nn.Identity()
+            self.layers = nn.ModuleList(MultiReceptiveField(config.dim) for _ in range(config.num_layers))
+        self.norm_out = nn.LayerNorm(config.dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        if isinstance(self.norm_in, nn.LayerNorm):
+            x = self.norm_in(x.transpose(1, 2)).transpose(1, 2)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm_out(x.transpose(1, 2)).transpose(1, 2)
+
+
+@dataclass
+class SpectrumPrediction:
+    """What the amplitude/phase head predicts for ``N`` frames (``F = n_fft // 2 + 1`` bins)."""
+
+    waveform: torch.Tensor  # [B, 1, N * hop]
+    log_amplitude: torch.Tensor  # [B, F, N]
+    phase: torch.Tensor  # [B, F, N], in (-pi, pi]
+    real: torch.Tensor  # [B, F, N]
+    imag: torch.Tensor  # [B, F, N]
+
+
+class AmplitudeSpectrumPredictor(nn.Module):
+    """Predicts the log-amplitude spectrum from hidden states with one convolution."""
+
+    def __init__(self, dim: int, bins: int, kernel_size: int = 7) -> None:
+        super().__init__()
+        self.proj = nn.Conv1d(dim, bins, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.proj(h)
+
+
+class PhaseSpectrumPredictor(nn.Module):
+    """Predicts the wrapped phase spectrum: two parallel convolutions give pseudo real and
+    imaginary parts, and ``atan2`` turns them into a phase, so no phase wrapping has to be learned."""
+
+    def __init__(self, dim: int, bins: int, kernel_size: int = 7) -> None:
+        super().__init__()
+        self.real = nn.Conv1d(dim, bins, kernel_size, padding=kernel_size // 2)
+        self.imag = nn.Conv1d(dim, bins, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.atan2(self.imag(h), self.real(h))
+
+
+class AmplitudePhaseHead(nn.Module):
+    """Hidden states -> log-amplitude and phase spectra -> waveform through :class:`InverseSTFT`."""
+
+    max_log_amplitude = 10.0  # exp(10) ~ 2e4: far above any real spectrum, keeps early training finite
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int, win_length: int) -> None:
+        super().__init__()
+        bins = n_fft // 2 + 1
+        self.amplitude = AmplitudeSpectrumPredictor(dim, bins)
+        self.phase = PhaseSpectrumPredictor(dim, bins)
+        self.istft = InverseSTFT(n_fft, hop_length, win_length)
+
+    def forward(self, h: torch.Tensor) -> SpectrumPrediction:
+        log_amplitude = self.amplitude(h).clamp(max=self.max_log_amplitude)
+        phase = self.phase(h)
+        amplitude = torch.exp(log_amplitude)
+        real, imag = amplitude * torch.cos(phase), amplitude * torch.sin(phase)
+        waveform = self.istft(real, imag)[:, None]
+        return SpectrumPrediction(waveform, log_amplitude, phase, real, imag)
