@@ -1,0 +1,171 @@
+"""What the codec and vocoder recipes share: audio data, GAN optimisation, validation, export.
+
+Both tasks train a generator (waveform in, waveform out) against the toolkit's one
+:class:`~vocoder.discriminators.Discriminators` set with manual optimisation. On a CPU the early
+steps are spent on the cheap reconstruction losses: the discriminators join at
+``optim.adversarial_start_step``. Validation reconstructs held-out clips and reports mel distance
+and, for speech corpora (``data.speech: true``), wide-band PESQ and STOI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import lightning as L
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vocoder.checkpoint import config_from_dict, config_to_dict
+from vocoder.discriminators import DiscriminatorConfig, Discriminators
+from vocoder.losses import LossWeights, adversarial_discriminator_loss
+from vocoder.metrics import MetricAverager, mel_distance, pesq_wideband, si_sdr, stoi
+
+from .data import AudioSegmentDataset
+
+DISCRIMINATOR_WEIGHTS = "discriminators.safetensors"
+DISCRIMINATOR_CONFIG = "discriminators.json"
+
+
+class AudioDataModule(L.LightningDataModule):
+    """Fixed-length crops of a corpus manifest: random crops for training, fixed ones for validation."""
+
+    def __init__(self, manifest: str, sample_rate: int, segment_seconds: float = 1.0,
+                 valid_segment_seconds: float = 3.0, batch_size: int = 8, num_workers: int = 0,
+                 valid_batch_size: int = 4, **_: Any) -> None:
+        super().__init__()
+        self.manifest, self.sample_rate = manifest, sample_rate
+        self.segment_seconds, self.valid_segment_seconds = segment_seconds, valid_segment_seconds
+        self.batch_size, self.valid_batch_size, self.num_workers = batch_size, valid_batch_size, num_workers
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        self.train_set = AudioSegmentDataset(self.manifest, "train", self.segment_seconds, self.sample_rate)
+        self.valid_set = AudioSegmentDataset(self.manifest, "valid", self.valid_segment_seconds, self.sample_rate)
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.valid_set, self.valid_batch_size, shuffle=False)
+
+
+class AudioGanModule(L.LightningModule):
+    """Base of the codec and vocoder recipes. Subclasses build ``self.generator`` and implement
+    :meth:`generator_loss` and :meth:`reconstruct`."""
+
+    monitor = "val/mel_distance"
+    monitor_mode = "min"
+    has_unused_parameters = True  # the discriminators sit out the reconstruction-only steps
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters(config)
+        self.config = config
+        self.automatic_optimization = False
+        self.optim = dict(config.get("optim", {}))
+        self.weights = config_from_dict(LossWeights, config.get("loss", {}), "loss")
+        self.discriminator_config = config_from_dict(DiscriminatorConfig, config.get("discriminators", {}),
+                                                     "discriminators")
+        self.discriminators = Discriminators(self.discriminator_config)
+
+    # -- subclass hooks ---------------------------------------------------------------------------
+
+    generator: nn.Module
+    sample_rate: int
+
+    def generator_loss(self, audio: torch.Tensor, adversarial: bool) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
+        """Returns (generated audio, total generator loss, terms to log)."""
+        raise NotImplementedError
+
+    def reconstruct(self, audio: torch.Tensor) -> torch.Tensor:
+        """Inference-mode reconstruction of ``audio [B, 1, T]`` for validation."""
+        raise NotImplementedError
+
+    # -- Lightning --------------------------------------------------------------------------------
+
+    def datamodule(self) -> AudioDataModule:
+        return AudioDataModule(sample_rate=self.sample_rate, **self.config.get("data", {}))
+
+    def configure_optimizers(self):
+        lr = float(self.optim.get("lr", 2e-4))
+        betas = tuple(self.optim.get("betas", (0.8, 0.99)))
+        decay = float(self.optim.get("lr_decay", 1.0))  # per step, exponential
+        gen = torch.optim.AdamW(self.generator.parameters(), lr=lr, betas=betas)
+        disc = torch.optim.AdamW(self.discriminators.parameters(), lr=lr, betas=betas)
+        schedulers = [torch.optim.lr_scheduler.ExponentialLR(opt, decay) for opt in (gen, disc)]
+        return [gen, disc], [{"scheduler": s, "interval": "step"} for s in schedulers]
+
+    def adversarial_active(self) -> bool:
+        return self.global_step >= int(self.optim.get("adversarial_start_step", 0))
+
+    def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        audio = batch["audio"]
+        gen_opt, disc_opt = self.optimizers()
+        gen_sched, disc_sched = self.lr_schedulers()
+        adversarial = self.adversarial_active()
+        clip = float(self.optim.get("grad_clip", 1000.0))
+
+        generated, loss, terms = self.generator_loss(audio, adversarial)
+        gen_opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.clip_gradients(gen_opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        gen_opt.step()
+        gen_sched.step()
+        logs = {f"train/{name}": value for name, value in terms.items()}
+        logs["train/generator"] = loss.detach()
+
+        if adversarial:
+            disc_loss = adversarial_discriminator_loss(self.discriminators, generated, audio)
+            disc_opt.zero_grad(set_to_none=True)
+            self.manual_backward(disc_loss)
+            self.clip_gradients(disc_opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            disc_opt.step()
+            disc_sched.step()
+            logs["train/discriminator"] = disc_loss.detach()
+        self.log_dict(logs, prog_bar=False, sync_dist=False)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self._metrics = MetricAverager()
+
+    def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        audio = batch["audio"]
+        estimate = self.reconstruct(audio)[..., : audio.shape[-1]].float()
+        metrics = self._metrics
+        for i, valid in enumerate(batch["num_samples"].tolist()):
+            ref, est = audio[i, :, :valid], estimate[i, :, :valid]
+            metrics.add("mel_distance", mel_distance(ref, est, self.sample_rate))
+            metrics.add("si_sdr", si_sdr(ref, est))
+            if self.config.get("data", {}).get("speech", False):
+                metrics.add("pesq", _optional(pesq_wideband, ref, est, self.sample_rate))
+                metrics.add("stoi", _optional(stoi, ref, est, self.sample_rate))
+
+    def on_validation_epoch_end(self) -> None:
+        means = self._metrics.means()
+        self.log_dict({f"val/{k}": v for k, v in means.items()}, prog_bar=True, sync_dist=True)
+
+    # -- export -----------------------------------------------------------------------------------
+
+    def export(self, directory: Path, half: bool = False) -> None:
+        """Save the generator with ``save_pretrained`` and the discriminators beside it (for fine-tuning)."""
+        directory = Path(directory)
+        self.generator.save_pretrained(directory, half=half)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.discriminators.state_dict().items()}
+        save_file(state, str(directory / DISCRIMINATOR_WEIGHTS))
+        (directory / DISCRIMINATOR_CONFIG).write_text(
+            json.dumps(config_to_dict(self.discriminator_config), indent=2) + "\n")
+
+
+def _optional(metric, *args) -> Optional[float]:
+    """PESQ fails on silent or too-short clips; such clips simply do not count."""
+    try:
+        return metric(*args)
+    except Exception:  # noqa: BLE001 - the metric packages raise bare Exceptions
+        return None

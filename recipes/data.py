@@ -1,0 +1,239 @@
+"""Corpus manifests and PyTorch datasets for the training recipes.
+
+A corpus is a folder of mono audio files plus ``manifest.jsonl``: one JSON object per line with
+``path`` (relative to the manifest's folder), ``duration`` (seconds), ``sample_rate``, ``source``,
+``caption``, ``split`` (``train``/``valid``/``test``), ``recording_id`` (the original recording a
+segment was cut from; splits never share one) and an optional ``language``.
+:mod:`recipes.prepare_data` writes such corpora; any tool that writes the same lines works too.
+
+:class:`AudioSegmentDataset` serves fixed-length crops of one split; :class:`MixingDataset` wraps
+it to mix pairs of clips at a random SNR with their captions joined (text-to-audio training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
+
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from vocoder.audio import AudioError, check_sample_rate, prepare_waveform
+
+from .captions import join_captions
+
+SPLITS = ("train", "valid", "test")
+CropMode = Literal["random", "start", "center"]
+PathLike = Union[str, Path]
+
+
+class ManifestError(ValueError):
+    """A manifest line is malformed or names a file that does not exist."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One audio file of a corpus (one line of ``manifest.jsonl``)."""
+
+    path: str
+    duration: float
+    sample_rate: int
+    source: str
+    caption: str
+    split: str
+    recording_id: str
+    language: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        row = asdict(self)
+        if row["language"] is None:
+            del row["language"]
+        return row
+
+    @classmethod
+    def from_json(cls, row: Any, where: str = "manifest line") -> "ManifestEntry":
+        """Validate a decoded JSON object; raises :class:`ManifestError` naming ``where``."""
+        if not isinstance(row, dict):
+            raise ManifestError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        known = {f.name for f in fields(cls)}
+        required = known - {"language"}
+        missing = sorted(required - row.keys())
+        if missing:
+            raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}")
+        for key in ("path", "source", "caption", "split", "recording_id"):
+            if not isinstance(row[key], str):
+                raise ManifestError(f"{where}: field {key!r} must be a string")
+        if not row["path"]:
+            raise ManifestError(f"{where}: empty path")
+        if row["split"] not in SPLITS:
+            raise ManifestError(f"{where}: split must be one of {SPLITS}, got {row['split']!r}")
+        duration = row["duration"]
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration > 0:
+            raise ManifestError(f"{where}: duration must be a positive number, got {duration!r}")
+        try:
+            sample_rate = check_sample_rate(row["sample_rate"])
+        except AudioError as err:
+            raise ManifestError(f"{where}: {err}") from None
+        language = row.get("language")
+        if language is not None and not isinstance(language, str):
+            raise ManifestError(f"{where}: field 'language' must be a string")
+        return cls(path=row["path"], duration=float(duration), sample_rate=sample_rate,
+                   source=row["source"], caption=row["caption"], split=row["split"],
+                   recording_id=row["recording_id"], language=language)
+
+
+def write_manifest(path: PathLike, entries: Iterable[ManifestEntry]) -> int:
+    """Write entries as JSON lines (UTF-8, written to a temporary file then renamed); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as handle:
+        for entry in entries:
+            handle.write(json.dumps(entry.to_json(), ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)
+    return count
+
+
+def read_manifest(path: PathLike, split: Optional[str] = None, check_files: bool = True) -> List[ManifestEntry]:
+    """Read and validate a manifest, optionally keeping one split and checking that every file exists."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    if split is not None and split not in SPLITS:
+        raise ManifestError(f"unknown split {split!r}; choose from {SPLITS}")
+    entries = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
+            entry = ManifestEntry.from_json(row, where)
+            if split is not None and entry.split != split:
+                continue
+            if check_files and not (path.parent / entry.path).is_file():
+                raise ManifestError(f"{where}: audio file not found: {path.parent / entry.path}")
+            entries.append(entry)
+    return entries
+
+
+def mix_clips(a: torch.Tensor, b: torch.Tensor, snr_db: float, peak: float = 0.99) -> torch.Tensor:
+    """Mix ``b`` into ``a`` so that the power ratio a : b is ``snr_db``; both ``[..., T]`` of one shape.
+
+    The sum is scaled down (both parts alike, so the SNR is kept) when its peak would exceed ``peak``.
+    A silent ``b`` leaves ``a`` unchanged (and a silent ``a`` gets nothing mixed in: no SNR exists).
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"clips to mix must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    power_a = a.pow(2).mean()
+    power_b = b.pow(2).mean()
+    if power_b <= 0:
+        return a.clone()
+    gain = torch.sqrt(power_a / (power_b * 10.0 ** (snr_db / 10.0)))
+    mixed = a + gain * b
+    top = mixed.abs().max()
+    return mixed * (peak / top) if top > peak else mixed
+
+
+class AudioSegmentDataset(Dataset):
+    """Fixed-length mono crops of one split: items are ``{"audio": [1, T], "caption", "num_samples"}``.
+
+    Clips shorter than the segment are zero-padded at the end; ``num_samples`` counts the real ones.
+    ``crop="random"`` (the default for ``train``) draws a new offset each time from torch's RNG (which
+    DataLoader seeds per worker); ``"start"`` (default elsewhere) and ``"center"`` are deterministic.
+    Files at another rate than ``sample_rate`` are resampled on the fly.
+    """
+
+    def __init__(self, manifest: PathLike, split: str = "train", segment_seconds: float = 1.0,
+                 sample_rate: int = 16_000, crop: Optional[CropMode] = None,
+                 min_duration: float = 0.0, check_files: bool = True) -> None:
+        if not segment_seconds > 0:
+            raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+        if crop is not None and crop not in ("random", "start", "center"):
+            raise ValueError(f"crop must be 'random', 'start' or 'center', got {crop!r}")
+        self.root = Path(manifest).parent
+        self.sample_rate = check_sample_rate(sample_rate)
+        self.segment_samples = int(round(segment_seconds * self.sample_rate))
+        self.crop: CropMode = crop or ("random" if split == "train" else "start")
+        self.entries = [e for e in read_manifest(manifest, split, check_files) if e.duration >= min_duration]
+        if not self.entries:
+            raise ManifestError(f"{manifest} has no {split!r} entries of at least {min_duration} s")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _offset(self, available: int, wanted: int) -> int:
+        slack = available - wanted
+        if slack <= 0:
+            return 0
+        if self.crop == "random":
+            return int(torch.randint(0, slack + 1, ()).item())
+        return slack // 2 if self.crop == "center" else 0
+
+    def load_segment(self, entry: ManifestEntry) -> Tuple[torch.Tensor, int]:
+        """Read a crop of ``entry`` (only the needed frames); returns ``[1, segment]`` and the valid length."""
+        path = self.root / entry.path
+        # Read in the file's own time base, then resample just the crop.
+        wanted = math.ceil(self.segment_samples * entry.sample_rate / self.sample_rate)
+        available = int(round(entry.duration * entry.sample_rate))
+        start = self._offset(available, wanted)
+        try:
+            data, file_rate = sf.read(str(path), start=start, frames=wanted, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"cannot read {path}: {err}") from None
+        if data.shape[0] == 0:
+            raise AudioError(f"{path} returned no samples at offset {start}")
+        wav = prepare_waveform(data.T, file_rate, self.sample_rate)[0]
+        valid = min(wav.shape[-1], self.segment_samples)
+        out = torch.zeros(1, self.segment_samples)
+        out[:, :valid] = wav[:, :valid]
+        return out, valid
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        entry = self.entries[index]
+        audio, valid = self.load_segment(entry)
+        return {"audio": audio, "caption": entry.caption, "num_samples": valid}
+
+
+class MixingDataset(Dataset):
+    """Mixes each item, with probability ``probability``, with another random item of ``dataset``.
+
+    The partner is mixed at an SNR drawn uniformly from ``snr_range`` dB, and the captions are
+    joined louder clip first (``"a dog barking and rain falling"``). Set ``enabled = False`` (or
+    ``probability = 0``) to switch mixing off without rebuilding the pipeline.
+    """
+
+    def __init__(self, dataset: Dataset, probability: float = 0.5,
+                 snr_range: Sequence[float] = (-5.0, 5.0), enabled: bool = True) -> None:
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        low, high = snr_range
+        if low > high:
+            raise ValueError(f"snr_range must be (low, high), got {tuple(snr_range)}")
+        self.dataset, self.probability, self.snr_range, self.enabled = dataset, probability, (low, high), enabled
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        item = dict(self.dataset[index])
+        if not self.enabled or len(self) < 2 or torch.rand(()).item() >= self.probability:
+            return item
+        other_index = int(torch.randint(0, len(self) - 1, ()).item())
+        other = self.dataset[other_index + (other_index >= index)]  # any index but this one
+        low, high = self.snr_range
+        snr_db = low + (high - low) * torch.rand(()).item()
+        item["audio"] = mix_clips(item["audio"], other["audio"], snr_db)
+        item["num_samples"] = max(item["num_samples"], other["num_samples"])
+        louder, quieter = (item["caption"], other["caption"]) if snr_db >= 0 else (other["caption"], item["caption"])
+        item["caption"] = join_captions([louder, quieter])
+        return item

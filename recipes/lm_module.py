@@ -1,0 +1,160 @@
+"""Language-model recipe: the text-conditioned transformer over codec token shards.
+
+Config sections: ``model`` (:class:`~generation.transformer.LMConfig` fields), ``data`` (``tokens``:
+the output of :mod:`recipes.extract_tokens`; ``codec``: the codec those tokens came from, exported
+beside the LM so the result loads with ``AudioGen.from_pretrained``), ``optim`` (AdamW with warm-up
+then inverse-square-root decay, as in audiocraft), ``trainer``. Validation reports cross-entropy and
+perplexity per codebook.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from generation.conditioners import TextConditioner, build_conditioner
+from generation.transformer import AudioLanguageModel, LMConfig
+from vocoder.checkpoint import config_from_dict
+
+from .config import RecipeConfigError
+from .extract_tokens import load_token_items, read_token_index
+
+
+class TokenDataset(Dataset):
+    """Code sequences ``[K, F]`` and captions of one split of a token directory."""
+
+    def __init__(self, directory: str, split: str, min_frames: int = 1) -> None:
+        rows = [row for row in read_token_index(Path(directory), split) if row["frames"] >= min_frames]
+        if not rows:
+            raise RecipeConfigError(f"{directory} has no {split!r} items of at least {min_frames} frames")
+        self.codes = load_token_items(Path(directory), rows)
+        self.captions = [row["caption"] for row in rows]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        return {"codes": self.codes[index], "caption": self.captions[index]}
+
+
+class CropCollate:
+    """Batches items by cropping all to the shortest one (at most ``max_frames``), at random offsets
+    in training, so no padding has to be masked out of the loss."""
+
+    def __init__(self, max_frames: int, random_offsets: bool) -> None:
+        self.max_frames, self.random_offsets = max_frames, random_offsets
+
+    def __call__(self, items: List[Dict[str, Any]]) -> Dict[str, Any]:
+        frames = min(self.max_frames, min(item["codes"].shape[-1] for item in items))
+        crops = []
+        for item in items:
+            slack = item["codes"].shape[-1] - frames
+            start = int(torch.randint(0, slack + 1, ()).item()) if self.random_offsets and slack else 0
+            crops.append(item["codes"][:, start : start + frames])
+        return {"codes": torch.stack(crops), "caption": [item["caption"] for item in items]}
+
+
+class TokenDataModule(L.LightningDataModule):
+    def __init__(self, tokens: str, max_frames: int, min_frames: int = 10, batch_size: int = 16,
+                 num_workers: int = 0, **_: Any) -> None:
+        super().__init__()
+        self.tokens, self.max_frames, self.min_frames = tokens, max_frames, min_frames
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        self.train_set = TokenDataset(self.tokens, "train", self.min_frames)
+        self.valid_set = TokenDataset(self.tokens, "valid", self.min_frames)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, self.batch_size, shuffle=True, drop_last=False,
+                          collate_fn=CropCollate(self.max_frames, True), num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.valid_set, self.batch_size, collate_fn=CropCollate(self.max_frames, False),
+                          num_workers=self.num_workers)
+
+
+class LanguageModelModule(L.LightningModule):
+    """Lightning module training an :class:`~generation.transformer.AudioLanguageModel`."""
+
+    monitor = "val/cross_entropy"
+    monitor_mode = "min"
+    has_unused_parameters = False
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters(config)
+        self.config = config
+        self.lm_config = config_from_dict(LMConfig, config.get("model", {}), "model")
+        self.lm = AudioLanguageModel(self.lm_config)
+        self.optim = dict(config.get("optim", {}))
+        # The frozen text encoder is neither trained nor checkpointed: kept out of the module tree.
+        self._conditioner: List[TextConditioner] = [build_conditioner(self.lm_config.conditioner).eval()]
+
+    @property
+    def conditioner(self) -> TextConditioner:
+        return self._conditioner[0]
+
+    def datamodule(self) -> TokenDataModule:
+        data = dict(self.config.get("data", {}))
+        if "tokens" not in data:
+            raise RecipeConfigError("set data.tokens to a directory written by recipes.extract_tokens")
+        data.setdefault("max_frames", self._max_frames())
+        return TokenDataModule(**data)
+
+    def _max_frames(self) -> int:
+        # The delay pattern adds K - 1 steps; keep every training sequence inside the context.
+        return self.lm_config.max_seq_len - self.lm_config.num_codebooks
+
+    def on_fit_start(self) -> None:
+        self.conditioner.to(self.device)
+
+    def _loss(self, batch: Dict[str, Any]):
+        condition = self.conditioner(batch["caption"])
+        return self.lm.loss(batch["codes"], condition.states.to(self.device), condition.mask.to(self.device))
+
+    def training_step(self, batch: Dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train/cross_entropy", loss.total, prog_bar=True)
+        return loss.total
+
+    def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        loss = self._loss(batch)
+        size = batch["codes"].shape[0]
+        self.log("val/cross_entropy", loss.total, prog_bar=True, sync_dist=True, batch_size=size)
+        self.log("val/perplexity", torch.exp(loss.total), sync_dist=True, batch_size=size)
+        for k, value in enumerate(loss.per_codebook):
+            self.log(f"val/cross_entropy_k{k}", value, sync_dist=True, batch_size=size)
+            self.log(f"val/perplexity_k{k}", torch.exp(value), sync_dist=True, batch_size=size)
+
+    def configure_optimizers(self):
+        lr = float(self.optim.get("lr", 5e-4))
+        warmup = max(1, int(self.optim.get("warmup_steps", 500)))
+        decay, no_decay = [], []
+        for name, param in self.lm.named_parameters():
+            (decay if param.dim() >= 2 and "embed" not in name else no_decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": float(self.optim.get("weight_decay", 0.1))},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=lr, betas=tuple(self.optim.get("betas", (0.9, 0.95))))
+
+        def warmup_then_inverse_sqrt(step: int) -> float:
+            step += 1
+            return step / warmup if step < warmup else math.sqrt(warmup / step)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_inverse_sqrt)
+        return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
+
+    def export(self, directory: Path, half: bool = False) -> None:
+        """Save ``lm/`` and a copy of the codec as ``codec/``: a directory ``AudioGen.from_pretrained`` loads."""
+        directory = Path(directory)
+        self.lm.save_pretrained(directory / "lm", half=half)
+        codec = self.config.get("data", {}).get("codec")
+        if codec:
+            shutil.copytree(codec, directory / "codec", dirs_exist_ok=True)

@@ -1,0 +1,194 @@
+"""Train the codec, the vocoder or the language model with Lightning.
+
+    python -m recipes.train codec   [--config my.yaml] [--set optim.lr=1e-4 ...] [--resume]
+    python -m recipes.train vocoder [--max-time 00:02:00:00] [--output runs/vocoder]
+    python -m recipes.train lm      [--devices 2 --strategy ddp --num-nodes 1]
+    python -m recipes.train codec --smoke       # a tiny model for a few steps (used by the tests)
+
+Every run writes into ``--output``: ``checkpoints/last.ckpt`` (optimizer and step included; written
+every ``trainer.checkpoint_every_n_steps`` steps and at the end), CSV and TensorBoard logs, and
+``best/`` — the best weights so far by the validation metric, saved with ``save_pretrained``
+(loadable with ``Codec/Vocoder/AudioLanguageModel.from_pretrained``). ``--resume`` continues from
+``checkpoints/last.ckpt``. The same command scales out with ``--devices N --strategy ddp`` and
+``--num-nodes M`` (Lightning's DDP; on a cluster launch one process per node with the usual
+``MASTER_ADDR``/``NODE_RANK`` variables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import warnings
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
+
+from .config import RecipeConfigError, load_recipe_config
+
+# Lightning suggests saving pre-step weights for manual optimisation; our checkpoints are post-step by design.
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+
+TASKS = {
+    "codec": "recipes.codec_module:CodecModule",
+    "vocoder": "recipes.vocoder_module:VocoderModule",
+    "lm": "recipes.lm_module:LanguageModelModule",
+}
+
+
+def task_class(task: str):
+    """The LightningModule class of a task (imported lazily: each pulls in its own models)."""
+    if task not in TASKS:
+        raise RecipeConfigError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
+    module_name, class_name = TASKS[task].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+class ExportBest(Callback):
+    """Exports the module's weights with ``save_pretrained`` whenever the monitored metric improves."""
+
+    def __init__(self, directory: Path, monitor: str, mode: str = "min", half: bool = False) -> None:
+        self.directory, self.monitor, self.mode, self.half = directory, monitor, mode, half
+        self.best: Optional[float] = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        if better:
+            self.best = value
+            if trainer.is_global_zero:
+                pl_module.export(self.directory, half=self.half)
+                (self.directory / "metrics.json").write_text(
+                    json.dumps({"step": trainer.global_step, self.monitor: value}, indent=2) + "\n"
+                )
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.best = state_dict.get("best")
+
+
+class SaveLastOnEnd(Callback):
+    """Writes ``last.ckpt`` when training stops for any reason (max steps, max time)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class CheckReplicasInSync(Callback):
+    """At the end of a multi-process run, checks that every rank holds exactly the same weights and
+    writes ``replicas.json`` (a desynchronised replica would silently waste the run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size < 2:
+            return
+        fingerprint = torch.stack([p.detach().double().sum() for p in pl_module.parameters()])
+        gathered = pl_module.all_gather(fingerprint.to(pl_module.device)).cpu()  # [world, params]
+        in_sync = bool((gathered == gathered[0]).all())
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps({"world_size": trainer.world_size, "in_sync": in_sync,
+                                             "checksums": gathered.sum(-1).tolist()}, indent=2) + "\n")
+        if not in_sync:
+            raise RuntimeError("model replicas diverged across ranks")
+
+
+def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModule) -> L.Trainer:
+    """A Trainer with checkpointing, best-weight export, CSV + TensorBoard logging and a progress bar."""
+    t = dict(config.get("trainer", {}))
+    every = int(t.pop("checkpoint_every_n_steps", 500))
+    export_half = bool(config.get("export", {}).get("half", False))
+    checkpoints = output / "checkpoints"
+    callbacks: List[Callback] = [
+        ModelCheckpoint(dirpath=checkpoints, filename="step{step}", save_last=True, save_top_k=1,
+                        every_n_train_steps=every, train_time_interval=None, auto_insert_metric_name=False),
+        ExportBest(output / "best", module.monitor, module.monitor_mode, half=export_half),
+        SaveLastOnEnd(checkpoints / "last.ckpt"),
+        CheckReplicasInSync(output / "replicas.json"),
+        TQDMProgressBar(refresh_rate=int(t.pop("progress_refresh_rate", 10))),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if t.get("strategy") == "ddp" and getattr(module, "has_unused_parameters", False):
+        # GAN steps leave the discriminators out of some backward passes; DDP must expect that.
+        t["strategy"] = DDPStrategy(find_unused_parameters=True)
+    loggers = [CSVLogger(output, name="csv", version=""), TensorBoardLogger(output, name="tensorboard", version="")]
+    return L.Trainer(default_root_dir=output, callbacks=callbacks, logger=loggers, **t)
+
+
+def parse_max_time(value: Optional[str]) -> Optional[str]:
+    """Accept Lightning's ``DD:HH:MM:SS`` or a number of minutes."""
+    if value is None:
+        return None
+    if value.replace(".", "", 1).isdigit():
+        minutes = float(value)
+        total = timedelta(minutes=minutes)
+        days, rest = divmod(int(total.total_seconds()), 86400)
+        hours, rest = divmod(rest, 3600)
+        return f"{days:02d}:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    if len(value.split(":")) != 4:
+        raise RecipeConfigError(f"--max-time must be DD:HH:MM:SS or minutes, got {value!r}")
+    return value
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recipes.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--config", type=Path, help="YAML file merged over the task's defaults")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides such as optim.lr=1e-4 data.batch_size=16")
+    parser.add_argument("--output", type=Path, help="run directory (default: runs/<task>)")
+    parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.ckpt")
+    parser.add_argument("--max-time", help="time budget: DD:HH:MM:SS or minutes")
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--devices", help="number of devices or 'auto'")
+    parser.add_argument("--accelerator", help="cpu, gpu, auto...")
+    parser.add_argument("--strategy", help="auto, ddp, ddp_spawn...")
+    parser.add_argument("--num-nodes", type=int)
+    parser.add_argument("--smoke", action="store_true", help="tiny model, few steps, a few seconds of audio")
+    args = parser.parse_args(argv)
+
+    try:
+        config = load_recipe_config(args.task, args.config, args.overrides, smoke=args.smoke)
+        trainer_cfg = config.setdefault("trainer", {})
+        for key, value in (("max_time", parse_max_time(args.max_time)), ("max_steps", args.max_steps),
+                           ("devices", args.devices), ("accelerator", args.accelerator),
+                           ("strategy", args.strategy), ("num_nodes", args.num_nodes)):
+            if value is not None:
+                trainer_cfg[key] = int(value) if key == "devices" and str(value).isdigit() else value
+        output = args.output or Path(config.get("output", f"runs/{args.task}"))
+        output.mkdir(parents=True, exist_ok=True)
+        L.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
+        module = task_class(args.task)(config)
+        datamodule = module.datamodule()
+    except (RecipeConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    (output / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    trainer = build_trainer(config, output, module)
+    last = output / "checkpoints" / "last.ckpt"
+    if args.resume and not last.is_file():
+        print(f"note: nothing to resume in {last.parent}; starting from scratch", file=sys.stderr)
+    ckpt = str(last) if args.resume and last.is_file() else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The training recipes end to end on a few seconds of synthetic audio (the --smoke configs).
+
+Each run goes through a subprocess, as a user runs it; DDP runs start two gloo processes on the CPU.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from codec import Codec
+from generation import AudioGen
+from recipes.config import RecipeConfigError, apply_overrides, load_recipe_config
+from recipes.train import parse_max_time
+from vocoder import Vocoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    return proc
+
+
+def train(task: str, output: Path, *overrides: str, extra=()) -> subprocess.CompletedProcess:
+    proc = run("recipes.train", task, "--smoke", "--output", str(output), *extra, "--set", *overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def last_step(output: Path) -> int:
+    state = torch.load(output / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return int(state["global_step"])
+
+
+@pytest.fixture(scope="module")
+def codec_run(tiny_corpus, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("codec_run")
+    train("codec", output, f"data.manifest={tiny_corpus}")
+    return output
+
+
+def test_codec_recipe_trains_exports_and_resumes(codec_run, tiny_corpus):
+    best = codec_run / "best"
+    codec = Codec.from_pretrained(best)
+    audio = codec.decode(codec.encode(torch.randn(1, 8000) * 0.1, 16_000))
+    assert torch.isfinite(audio).all()
+    # Discriminators are exported beside the generator so a shipped model can be fine-tuned.
+    assert load_file(str(best / "discriminators.safetensors"))
+    assert (codec_run / "csv" / "metrics.csv").read_text().count("\n") > 2
+    assert list((codec_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert "val/mel_distance" in json.loads((best / "metrics.json").read_text())
+
+    before = last_step(codec_run)
+    train("codec", codec_run, f"data.manifest={tiny_corpus}", extra=("--resume", "--max-steps", str(before + 2)))
+    assert last_step(codec_run) == before + 2  # continued from the checkpoint, not from zero
+
+
+def test_vocoder_recipe_trains_and_exports(tiny_corpus, tmp_path):
+    train("vocoder", tmp_path, f"data.manifest={tiny_corpus}")
+    voc = Vocoder.from_pretrained(tmp_path / "best")
+    assert voc.decode(voc.mel(torch.randn(4000) * 0.1, 16_000)).shape == (1, 1, 4000)
+
+
+def test_tokens_then_language_model_give_a_loadable_audiogen(codec_run, tiny_corpus, tmp_path):
+    tokens = tmp_path / "tokens"
+    proc = run("recipes.extract_tokens", "--codec", str(codec_run / "best"), "--manifest", str(tiny_corpus),
+               "--out", str(tokens), "--max-seconds", "1", "--mix-copies", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tokens / "index.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {row["split"] for row in rows} == {"train", "valid"}
+    assert any(" and " in row["caption"] for row in rows)  # mixed copies join captions
+
+    output = tmp_path / "lm"
+    train("lm", output, f"data.tokens={tokens}", f"data.codec={codec_run / 'best'}")
+    gen = AudioGen.from_pretrained(output / "best")
+    wav = gen.generate(["a dog barking"], duration=0.4, seed=0)
+    assert wav.shape == (1, 1, int(0.4 * gen.sample_rate))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["codec", "vocoder", "lm"])
+def test_ddp_on_two_cpu_processes_keeps_replicas_identical(task, codec_run, tiny_corpus, tmp_path):
+    if task == "lm":
+        tokens = tmp_path / "tokens"
+        proc = run("recipes.extract_tokens", "--codec", str(codec_run / "best"), "--manifest", str(tiny_corpus),
+                   "--out", str(tokens), "--max-seconds", "1")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        overrides = (f"data.tokens={tokens}", f"data.codec={codec_run / 'best'}")
+    else:
+        overrides = (f"data.manifest={tiny_corpus}",)
+    output = tmp_path / "run"
+    train(task, output, *overrides, extra=("--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"))
+    report = json.loads((output / "replicas.json").read_text())
+    assert report["world_size"] == 2 and report["in_sync"]
+
+
+def test_bad_configuration_is_a_one_line_error(tmp_path):
+    proc = run("recipes.train", "codec", "--smoke", "--output", str(tmp_path), "--set", "model.no_such_field=1",
+               "data.manifest=/nonexistent/manifest.jsonl")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_config_overrides_and_time_budget():
+    config = load_recipe_config("codec", overrides=["optim.lr=1e-4", "model.quantizer.levels=4"])
+    assert config["optim"]["lr"] == pytest.approx(1e-4)
+    assert config["model"]["quantizer"]["levels"] == 4
+    with pytest.raises(RecipeConfigError):
+        apply_overrides({}, ["no-equals-sign"])
+    assert parse_max_time("90") == "00:01:30:00"
+    assert parse_max_time("00:02:00:00") == "00:02:00:00"
+    with pytest.raises(RecipeConfigError):
+        parse_max_time("2h")

@@ -1,0 +1,79 @@
+"""Objective quality metrics for reconstructed audio: mel distance, SI-SDR, PESQ and STOI.
+
+``pesq`` and ``pystoi`` are optional packages (installed with the ``test`` extra); the functions
+that need them raise ``ImportError`` with the package name when they are missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from .audio import resample
+from .spectral import MelConfig, MelSpectrogram
+
+
+def _align(reference: torch.Tensor, estimate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    length = min(reference.shape[-1], estimate.shape[-1])
+    return reference[..., :length].reshape(-1, length).float(), estimate[..., :length].reshape(-1, length).float()
+
+
+def mel_distance(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> float:
+    """Mean L1 distance between natural-log mel spectrograms (n_fft 1024, hop 256, 80 mels)."""
+    reference, estimate = _align(reference, estimate)
+    mel = MelSpectrogram(MelConfig(sample_rate, 1024, 256, 1024, 80)).to(reference.device)
+    return float(torch.mean(torch.abs(mel(reference) - mel(estimate))))
+
+
+def si_sdr(reference: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -> float:
+    """Scale-invariant signal-to-distortion ratio in dB (averaged over the batch)."""
+    reference, estimate = _align(reference, estimate)
+    reference = reference - reference.mean(-1, keepdim=True)
+    estimate = estimate - estimate.mean(-1, keepdim=True)
+    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
+    target = scale * reference
+    ratio = target.pow(2).sum(-1) / ((estimate - target).pow(2).sum(-1) + eps)
+    return float(torch.mean(10 * torch.log10(ratio + eps)))
+
+
+def _speech_pair(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, rate: int):
+    reference, estimate = _align(reference, estimate)
+    reference = resample(reference, sample_rate, rate)
+    estimate = resample(estimate, sample_rate, rate)
+    return reference.cpu().numpy().astype(np.float64), estimate.cpu().numpy().astype(np.float64)
+
+
+def pesq_wideband(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> float:
+    """Wide-band PESQ (at 16 kHz, resampled if needed), averaged over the batch."""
+    from pesq import pesq
+
+    ref, est = _speech_pair(reference, estimate, sample_rate, 16_000)
+    return float(np.mean([pesq(16_000, r, e, "wb") for r, e in zip(ref, est)]))
+
+
+def stoi(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> float:
+    """Short-time objective intelligibility (0..1), averaged over the batch."""
+    from pystoi import stoi as _stoi
+
+    ref, est = _speech_pair(reference, estimate, sample_rate, 16_000)
+    return float(np.mean([_stoi(r, e, 16_000, extended=False) for r, e in zip(ref, est)]))
+
+
+@dataclass
+class MetricAverager:
+    """Running means of named metrics over a validation set."""
+
+    totals: Dict[str, float] = field(default_factory=dict)
+    counts: Dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, value: Optional[float]) -> None:
+        if value is None or not np.isfinite(value):
+            return
+        self.totals[name] = self.totals.get(name, 0.0) + value
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self) -> Dict[str, float]:
+        return {name: self.totals[name] / self.counts[name] for name in self.totals}
