@@ -6,6 +6,7 @@ real-valued inverse STFT, the amplitude/phase spectrum head, the discriminators 
 
 from .audio import AudioError, load_audio, prepare_waveform, save_audio
 from .checkpoint import CheckpointError
+from .model import Vocoder, VocoderConfig
 from .spectral import InverseSTFT, MelConfig, MelSpectrogram, stft
 
 __all__ = [
@@ -18,4 +19,6 @@ __all__ = [
     "prepare_waveform",
     "save_audio",
     "stft",
+    "Vocoder",
+    "VocoderConfig",
 ]

@@ -1,0 +1,121 @@
+"""CPU speed of the frame-level vocoder against HiFi-GAN v1's generator, side by side in one run.
+
+Both models get the mel frames of the same 10 s of output audio (ours: 16 kHz, hop 160 ->
+1000 frames; HiFi-GAN v1: 22.05 kHz, hop 256 -> 861 frames) and run with random weights, since
+speed does not depend on the weights. Repeats are interleaved so that load from other processes
+hits every model alike; the median is reported.
+
+    python benchmarks/bench_vocoder.py [--threads 2] [--repeats 7] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from dataclasses import replace
+from typing import Callable, Dict, List
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vocoder import Vocoder, VocoderConfig
+from vocoder.model import BACKBONES
+from vocoder.modules import MultiReceptiveField
+
+
+class HiFiGANv1Generator(nn.Module):
+    """HiFi-GAN v1's generator architecture (speed yardstick only; random weights).
+
+    Upsample rates 8, 8, 2, 2 with kernels 16, 16, 4, 4 from 512 channels, each stage followed by
+    a multi-receptive-field block (kernels 3, 7, 11, dilations 1, 3, 5), as in the paper's config.
+    """
+
+    def __init__(self, n_mels: int = 80, channels: int = 512, rates=(8, 8, 2, 2), kernels=(16, 16, 4, 4)) -> None:
+        super().__init__()
+        self.conv_pre = nn.Conv1d(n_mels, channels, 7, padding=3)
+        self.ups = nn.ModuleList()
+        self.mrfs = nn.ModuleList()
+        for i, (rate, kernel) in enumerate(zip(rates, kernels)):
+            c_in, c_out = channels // 2**i, channels // 2 ** (i + 1)
+            self.ups.append(nn.ConvTranspose1d(c_in, c_out, kernel, rate, padding=(kernel - rate) // 2))
+            self.mrfs.append(MultiReceptiveField(c_out))
+        self.conv_post = nn.Conv1d(channels // 2 ** len(rates), 1, 7, padding=3)
+        self.hop_length = 1
+        for rate in rates:
+            self.hop_length *= rate
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.conv_pre(mel)
+        for up, mrf in zip(self.ups, self.mrfs):
+            x = mrf(up(F.leaky_relu(x, 0.1)))
+        return torch.tanh(self.conv_post(F.leaky_relu(x)))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def interleaved_medians(runs: Dict[str, Callable[[], torch.Tensor]], repeats: int) -> Dict[str, float]:
+    """Median wall time of each run, with one warm-up each and the repeats interleaved."""
+    for run in runs.values():
+        run()
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--seconds", type=float, default=10.0, help="output audio per call")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    runs: Dict[str, Callable[[], torch.Tensor]] = {}
+    rows = []
+    for kind, backbone in BACKBONES.items():
+        vocoder = Vocoder(VocoderConfig(backbone=replace(backbone))).eval()
+        frames = int(args.seconds * vocoder.sample_rate) // vocoder.hop_length
+        mel = torch.randn(1, vocoder.n_mels, frames)
+        name = f"ours ({kind}, dim {backbone.dim} x {backbone.num_layers})"
+        runs[name] = lambda v=vocoder, m=mel: v.decode(m)
+        rows.append((name, count_parameters(vocoder), vocoder.sample_rate, frames))
+
+    hifigan = HiFiGANv1Generator().eval()
+    hifigan_rate = 22_050
+    frames = int(args.seconds * hifigan_rate) // hifigan.hop_length
+    hifigan_mel = torch.randn(1, 80, frames)
+    hifigan_name = "HiFi-GAN v1 generator"
+
+    def run_hifigan() -> torch.Tensor:
+        with torch.no_grad():
+            return hifigan(hifigan_mel)
+
+    runs[hifigan_name] = run_hifigan
+    rows.append((hifigan_name, count_parameters(hifigan), hifigan_rate, frames))
+
+    medians = interleaved_medians(runs, args.repeats)
+    # Oversubscribed cores stall multi-threaded runs of small kernels far more than large ones: the
+    # ratio is only meaningful on an otherwise idle machine (or with --threads 1).
+    load = os.getloadavg()[0]
+    print(f"{args.seconds:g} s of output audio per call, {args.threads} threads, median of {args.repeats}, "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'model':<36} {'params':>8} {'rate':>6} {'frames':>6} {'time s':>8} {'RTF':>7} {'vs HiFi-GAN':>11}")
+    for name, params, rate, count in rows:
+        seconds = medians[name]
+        speedup = medians[hifigan_name] / seconds
+        print(f"{name:<36} {params / 1e6:7.2f}M {rate:>6} {count:>6} {seconds:8.4f} "
+              f"{seconds / args.seconds:7.4f} {speedup:10.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Copy synthesis from the command line: audio -> log-mel -> vocoder -> audio.
+
+    python -m vocoder IN.wav OUT.wav [--model DIR] [--random-init]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import soundfile as sf
+import torch
+
+from .audio import AudioError, load_audio, save_audio
+from .checkpoint import CheckpointError
+from .model import Vocoder, VocoderConfig
+
+RANDOM_INIT_SEED = 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vocoder", description="Copy synthesis: analyse IN to a "
+                                     "log-mel spectrogram and resynthesise it with the vocoder into OUT.")
+    parser.add_argument("input", type=Path, help="input audio file (any rate, channels are averaged)")
+    parser.add_argument("output", type=Path, help="output audio file (format from the extension, e.g. .wav)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, help="vocoder directory (default: the shipped model)")
+    source.add_argument("--random-init", action="store_true",
+                        help=f"untrained vocoder with seed {RANDOM_INIT_SEED}: noise, only to test the pipeline")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def check_output_path(path: Path) -> None:
+    """Fail before any work if ``path`` cannot be written as audio."""
+    if not path.parent.is_dir():
+        raise AudioError(f"output folder {path.parent} does not exist")
+    if path.suffix.lstrip(".").upper() not in sf.available_formats():
+        raise AudioError(f"cannot write audio with extension {path.suffix!r} (try .wav or .flac)")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_output_path(args.output)
+        if args.random_init:
+            torch.manual_seed(RANDOM_INIT_SEED)
+            vocoder = Vocoder(VocoderConfig()).to(args.device).eval()
+            print(f"warning: using a RANDOMLY INITIALISED vocoder (seed {RANDOM_INIT_SEED}); "
+                  "the output is not speech", file=sys.stderr)
+        else:
+            vocoder = Vocoder.from_pretrained(args.model, device=args.device)
+        wav, sample_rate = load_audio(args.input)
+        audio = vocoder.decode(vocoder.mel(wav, sample_rate))
+        save_audio(args.output, audio[0].cpu(), vocoder.sample_rate)
+    except (AudioError, CheckpointError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({audio.shape[-1] / vocoder.sample_rate:.2f} s at {vocoder.sample_rate} Hz)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

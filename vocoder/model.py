@@ -1,0 +1,124 @@
+"""The mel vocoder: log-mel frames -> amplitude and phase spectra -> waveform, all at frame level.
+
+APNet-style: one trunk at the mel frame rate feeds an amplitude predictor and a phase predictor,
+and the waveform appears only in the real-valued inverse STFT, so there is no upsampling network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from .audio import ArrayLike, prepare_waveform
+from .checkpoint import Pretrained
+from .modules import AmplitudePhaseHead, Backbone, BackboneConfig, SpectrumPrediction
+from .spectral import MelConfig, MelSpectrogram
+
+DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
+
+
+# The two trunk families, sized to equal CPU decoding cost (about 0.1 s per 10 s of audio on two
+# threads, ~55x faster than HiFi-GAN v1: benchmarks/bench_vocoder.py). For equal CPU training time
+# on real speech the ConvNeXt trunk trained more steps and reached far better PESQ / STOI / mel
+# distance (benchmarks/vocoder_quality.py), so it is the default.
+BACKBONES: Dict[str, BackboneConfig] = {
+    "convnext": BackboneConfig(kind="convnext", dim=256, intermediate_dim=768, num_layers=8),  # APNet2 / Vocos
+    "residual": BackboneConfig(kind="residual", dim=128, num_layers=2),  # APNet: HiFi-GAN MRF blocks
+}
+DEFAULT_BACKBONE = "convnext"
+
+
+def default_backbone() -> BackboneConfig:
+    return replace(BACKBONES[DEFAULT_BACKBONE])
+
+
+@dataclass
+class VocoderConfig:
+    """Mel analysis, trunk, and synthesis STFT of a :class:`Vocoder`.
+
+    The synthesis hop is always the mel hop (one STFT frame per mel frame). ``n_fft`` and
+    ``win_length`` of the synthesis STFT may differ from the mel analysis; ``n_fft`` must be a
+    multiple of the hop (the inverse STFT overlap-adds whole hops).
+    """
+
+    mel: MelConfig = field(default_factory=MelConfig)
+    backbone: BackboneConfig = field(default_factory=default_backbone)
+    n_fft: int = 640
+    win_length: int = 640
+
+    def __post_init__(self) -> None:
+        hop = self.hop_length
+        if not 0 < self.win_length <= self.n_fft:
+            raise ValueError(f"need 0 < win_length <= n_fft, got {self.win_length} and {self.n_fft}")
+        if self.n_fft % hop or (self.n_fft - hop) % 2:
+            raise ValueError(f"synthesis n_fft ({self.n_fft}) must be a multiple of the mel hop ({hop}) "
+                             f"with n_fft - hop even")
+
+    @property
+    def hop_length(self) -> int:
+        return self.mel.hop_length
+
+
+class Vocoder(nn.Module, Pretrained):
+    """Frame-level mel vocoder (log-mel ``[B, n_mels, N]`` -> waveform ``[B, 1, N * hop]``).
+
+    >>> voc = Vocoder(VocoderConfig())
+    >>> mel = voc.mel(wav, sample_rate)   # any layout, any rate
+    >>> audio = voc.decode(mel)           # [B, 1, N * hop] at voc.sample_rate
+    """
+
+    config_class = VocoderConfig
+    default_pretrained = DEFAULT_PRETRAINED
+
+    def __init__(self, config: Optional[VocoderConfig] = None) -> None:
+        super().__init__()
+        self.config = config = config or VocoderConfig()
+        self.mel_spectrogram = MelSpectrogram(config.mel)
+        self.backbone = Backbone(config.mel.n_mels, config.backbone)
+        self.head = AmplitudePhaseHead(config.backbone.dim, config.n_fft, config.hop_length, config.win_length)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.mel.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def n_mels(self) -> int:
+        return self.config.mel.n_mels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, mel: torch.Tensor) -> SpectrumPrediction:
+        """Training forward: log-mel ``[B, n_mels, N]`` -> :class:`SpectrumPrediction` (with gradients)."""
+        return self.head(self.backbone(mel))
+
+    @torch.no_grad()
+    def mel(self, wav: ArrayLike, sample_rate: int) -> torch.Tensor:
+        """Log-mel ``[B, n_mels, T // hop]`` of audio shaped ``[T]``, ``[C, T]`` or ``[B, C, T]``
+        (numpy or torch, any rate: channels are averaged, the rate converted)."""
+        wav = prepare_waveform(wav, sample_rate, self.sample_rate).to(self.device)
+        if wav.shape[-1] < self.hop_length:
+            raise ValueError(f"audio shorter than one frame ({self.hop_length} samples at {self.sample_rate} Hz)")
+        return self.mel_spectrogram(wav)
+
+    @torch.no_grad()
+    def decode(self, mel: torch.Tensor) -> torch.Tensor:
+        """Waveform ``[B, 1, N * hop]`` at :attr:`sample_rate` from log-mel ``[B, n_mels, N]`` or ``[n_mels, N]``."""
+        if not isinstance(mel, torch.Tensor):
+            raise TypeError(f"mel must be a torch.Tensor, got {type(mel).__name__}")
+        if mel.dim() == 2:
+            mel = mel[None]
+        if mel.dim() != 3 or mel.shape[1] != self.n_mels or mel.shape[-1] == 0:
+            raise ValueError(f"mel must be shaped [B, {self.n_mels}, N] with N > 0, got {tuple(mel.shape)}")
+        if not torch.isfinite(mel).all():
+            raise ValueError("mel contains NaN or infinite values")
+        return self(mel.to(self.device, torch.float32)).waveform
