@@ -1,0 +1,300 @@
+"""AudioGen: text -> codec tokens (audio language model) -> waveform (codec decoder).
+
+>>> gen = AudioGen.from_pretrained("path/to/model")       # a dir holding lm/ and codec/
+>>> wav = gen.generate(["a dog barking", "rain on a tin roof"], duration=5.0, seed=0)
+>>> wav.shape                                             # [2, 1, T] at gen.sample_rate
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from codec import Codec, CodecConfig
+from vocoder.audio import ArrayLike
+from vocoder.checkpoint import CheckpointError
+
+from .conditioners import TextCondition, TextConditioner, build_conditioner
+from .sampling import SamplingParams, check_cfg_coef
+from .transformer import AudioLanguageModel, LMConfig
+
+DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
+MAX_DURATION = 300.0  # seconds; longer requests are almost certainly a unit mistake (ms, samples)
+
+Progress = Union[bool, Callable[[int, int], None]]
+
+
+def small_lm_config(**overrides) -> LMConfig:
+    """A small language model (about 1 M parameters) for demos and smoke runs with random weights."""
+    base = dict(dim=128, num_layers=2, num_heads=4, ffn_dim=256, conditioner="hashed:64", text_dim=64)
+    return LMConfig(**{**base, **overrides})
+
+
+@dataclass(frozen=True)
+class Window:
+    """One pass of the sliding window: ``context`` frames kept as prompt, ``new`` frames generated."""
+
+    context: int
+    new: int
+
+
+class AudioGen:
+    """Text-to-audio generation from a text conditioner, an :class:`AudioLanguageModel` and a codec.
+
+    Generation longer than the LM's context slides a window: the last ``max_duration -
+    extend_stride`` seconds are kept as prompt and ``extend_stride`` seconds are generated, until
+    the requested duration is reached.
+    """
+
+    def __init__(self, lm: AudioLanguageModel, codec: Codec, conditioner: Optional[TextConditioner] = None) -> None:
+        config = lm.config
+        if codec.codebook_size != config.codebook_size:
+            raise ValueError(f"LM expects {config.codebook_size} codes per codebook, the codec has {codec.codebook_size}")
+        codec.quantizer.check_num_codebooks(config.num_codebooks)
+        conditioner = conditioner if conditioner is not None else build_conditioner(config.conditioner)
+        if conditioner.output_dim != config.text_dim:
+            raise ValueError(f"LM expects {config.text_dim}-d text states, the conditioner gives {conditioner.output_dim}")
+        self.lm = lm.eval()
+        self.codec = codec.eval()
+        self.conditioner = conditioner.eval().to(lm.device)
+
+    # ------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_pretrained(cls, path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu") -> "AudioGen":
+        """Load ``path/lm`` and ``path/codec`` (``None``: the model shipped in ``generation/pretrained/default``)."""
+        path = Path(path) if path is not None else DEFAULT_PRETRAINED
+        if not path.is_dir():
+            raise CheckpointError(f"no AudioGen model at {path}; train one with the recipes, or build one "
+                                  f"with AudioGen(lm, codec) / AudioGen.random_init()")
+        lm = AudioLanguageModel.from_pretrained(path / "lm", device=device)
+        codec = Codec.from_pretrained(path / "codec", device=device)
+        return cls(lm, codec)
+
+    @classmethod
+    def random_init(cls, lm_config: Optional[LMConfig] = None, codec_config: Optional[CodecConfig] = None,
+                    seed: int = 0) -> "AudioGen":
+        """Random weights (default: :func:`small_lm_config`, default codec): runs every code path, makes noise."""
+        with torch.random.fork_rng():  # seeded weights without touching the caller's random state
+            torch.manual_seed(seed)
+            codec = Codec(codec_config or CodecConfig())
+            lm_config = lm_config or small_lm_config(num_codebooks=codec.num_codebooks, codebook_size=codec.codebook_size)
+            return cls(AudioLanguageModel(lm_config), codec)
+
+    def save_pretrained(self, directory: Union[str, Path]) -> Path:
+        """Write ``lm/`` and ``codec/`` (config.json + model.safetensors each) under ``directory``."""
+        directory = Path(directory)
+        self.lm.save_pretrained(directory / "lm")
+        self.codec.save_pretrained(directory / "codec")
+        return directory
+
+    def to(self, device: Union[str, torch.device]) -> "AudioGen":
+        for part in (self.lm, self.codec, self.conditioner):
+            part.to(device)
+        return self
+
+    # -------------------------------------------------------------------------------- properties
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.codec.frame_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.device
+
+    @property
+    def max_duration(self) -> float:
+        """Seconds of audio the LM sees at once; longer generation slides a window."""
+        return self._window_frames / self.frame_rate
+
+    @property
+    def _window_frames(self) -> int:
+        return self.lm.pattern.max_frames(self.lm.config.max_seq_len)
+
+    # -------------------------------------------------------------------------------- generation
+
+    def generate(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = 3.0,
+                 temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, seed: Optional[int] = None,
+                 progress: Progress = False, extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
+        """Audio ``[B, 1, T]`` at :attr:`sample_rate` for each description (``T = frames * hop``).
+
+        ``descriptions`` is a list of texts (a single string is one); an empty list or a blank text
+        is a ValueError (unconditional audio: :meth:`generate_continuation` without descriptions).
+        ``cfg_coef`` is the classifier-free guidance scale γ (1 = no guidance, which skips the
+        unconditional pass). ``top_k = 0`` / ``top_p = 0`` switch those filters off and
+        ``temperature = 0`` is greedy. The same ``seed`` gives the same audio. ``progress`` is
+        ``True`` for a tqdm bar or a callable ``(generated_steps, total_steps)``.
+        ``extend_stride`` (seconds, default half the context) is the hop of the sliding window
+        used beyond :attr:`max_duration`.
+        """
+        tokens = self.generate_tokens(descriptions, duration, cfg_coef, temperature, top_k, top_p, seed,
+                                      progress, extend_stride, **unknown)
+        return self.codec.decode(tokens)
+
+    def generate_tokens(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = 3.0,
+                        temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, seed: Optional[int] = None,
+                        progress: Progress = False, extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
+        """Codec tokens ``LongTensor [B, K, F]`` for each description; arguments as :meth:`generate`."""
+        _reject_unknown(unknown)
+        texts = _check_descriptions(descriptions)
+        return self._generate(texts, None, duration, cfg_coef, SamplingParams(temperature, top_k, top_p), seed,
+                              progress, extend_stride)
+
+    def generate_continuation(self, prompt: ArrayLike, prompt_sample_rate: int,
+                              descriptions: Union[None, str, Sequence[str]] = None, duration: float = 5.0,
+                              cfg_coef: float = 3.0, temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0,
+                              seed: Optional[int] = None, progress: Progress = False,
+                              extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
+        """Continue ``prompt`` (``[T]``, ``[C, T]`` or ``[B, C, T]``, any rate) up to ``duration`` seconds in all.
+
+        The prompt is encoded with the codec and its tokens are kept unchanged at the start of the
+        output, which is re-synthesised by the codec. Without ``descriptions`` generation is
+        unconditional (and guidance is off); a single prompt may be continued for several
+        descriptions. Other arguments as :meth:`generate`.
+        """
+        _reject_unknown(unknown)
+        codes = self.codec.encode(prompt, prompt_sample_rate, num_codebooks=self.lm.config.num_codebooks)
+        tokens = self.generate_continuation_tokens(codes, descriptions, duration, cfg_coef, temperature, top_k, top_p,
+                                                   seed, progress, extend_stride)
+        return self.codec.decode(tokens)
+
+    def generate_continuation_tokens(self, prompt_tokens: torch.Tensor, descriptions: Union[None, str, Sequence[str]] = None,
+                                     duration: float = 5.0, cfg_coef: float = 3.0, temperature: float = 1.0,
+                                     top_k: int = 250, top_p: float = 0.0, seed: Optional[int] = None,
+                                     progress: Progress = False, extend_stride: Optional[float] = None,
+                                     **unknown) -> torch.Tensor:
+        """Tokens ``[B, K, F]`` that start with ``prompt_tokens [B, K, P]`` (unchanged); see :meth:`generate_continuation`."""
+        _reject_unknown(unknown)
+        config = self.lm.config
+        if prompt_tokens.dim() != 3 or prompt_tokens.shape[1] != config.num_codebooks or prompt_tokens.shape[-1] == 0 \
+                or prompt_tokens.dtype.is_floating_point:
+            raise ValueError(f"prompt tokens must be integers shaped [B, {config.num_codebooks}, P>0], "
+                             f"got {tuple(prompt_tokens.shape)} {prompt_tokens.dtype}")
+        if prompt_tokens.min() < 0 or prompt_tokens.max() >= config.codebook_size:
+            raise ValueError(f"prompt tokens must lie in [0, {config.codebook_size})")
+        texts = None if descriptions is None else _check_descriptions(descriptions)
+        if texts is not None and prompt_tokens.shape[0] != len(texts):
+            if prompt_tokens.shape[0] != 1:
+                raise ValueError(f"{prompt_tokens.shape[0]} prompts for {len(texts)} descriptions")
+            prompt_tokens = prompt_tokens.expand(len(texts), -1, -1)
+        return self._generate(texts, prompt_tokens.long(), duration, cfg_coef, SamplingParams(temperature, top_k, top_p),
+                              seed, progress, extend_stride)
+
+    def _generate(self, texts: Optional[List[str]], prompt: Optional[torch.Tensor], duration: float, cfg_coef: float,
+                  sampling: SamplingParams, seed: Optional[int], progress: Progress,
+                  extend_stride: Optional[float]) -> torch.Tensor:
+        num_frames = self._num_frames(duration)
+        cfg: Optional[float] = check_cfg_coef(cfg_coef)
+        generator = _generator(seed, self.device)
+        prompt_frames = 0 if prompt is None else prompt.shape[-1]
+        if prompt_frames >= num_frames:
+            raise ValueError(f"the prompt ({prompt_frames / self.frame_rate:.2f} s) must be shorter than the "
+                             f"requested duration ({duration:g} s)")
+        windows = self._plan_windows(prompt_frames, num_frames, self._stride_frames(extend_stride))
+
+        if texts is None:
+            batch = prompt.shape[0]  # type: ignore[union-attr]
+            condition = TextCondition.null(batch, self.lm.config.text_dim, self.device)
+            cfg = None  # conditional and unconditional are the same model here
+        else:
+            batch = len(texts)
+            condition = self.conditioner(texts).to(self.device)  # encoded once for every step and window
+        if cfg == 1.0:
+            cfg = None  # uncond + 1·(cond − uncond) is the conditional model: skip the second pass
+
+        total = sum(self.lm.steps_to_sample(w.context + w.new, w.context) for w in windows)
+        on_step, close = _progress_hook(progress, total)
+        codes = prompt.to(self.device) if prompt is not None else torch.zeros(
+            batch, self.lm.config.num_codebooks, 0, dtype=torch.long, device=self.device)
+        try:
+            for window in windows:
+                context = codes[..., codes.shape[-1] - window.context:]
+                new = self.lm.generate(condition, window.context + window.new, prompt=context, sampling=sampling,
+                                       cfg_coef=cfg, generator=generator, on_step=on_step)
+                codes = torch.cat([codes, new[..., window.context:]], dim=-1)
+        finally:
+            close()
+        return codes
+
+    def _num_frames(self, duration: float) -> int:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
+                or not 0 < duration <= MAX_DURATION:
+            raise ValueError(f"duration must be a number of seconds in (0, {MAX_DURATION:g}], got {duration!r}")
+        return max(1, round(duration * self.frame_rate))
+
+    def _stride_frames(self, extend_stride: Optional[float]) -> int:
+        window = self._window_frames
+        if extend_stride is None:
+            return max(1, window // 2)
+        finite = isinstance(extend_stride, (int, float)) and math.isfinite(extend_stride)
+        stride = round(extend_stride * self.frame_rate) if finite else 0
+        if isinstance(extend_stride, bool) or not 0 < stride < window:
+            raise ValueError(f"extend_stride must be between one frame and the context ({self.max_duration:g} s), "
+                             f"got {extend_stride!r}")
+        return stride
+
+    def _plan_windows(self, prompt_frames: int, num_frames: int, stride: int) -> List[Window]:
+        """Split generation into LM passes; a single pass whenever everything fits in the context."""
+        window, windows, done = self._window_frames, [], prompt_frames
+        if window < 1:
+            raise ValueError(f"max_seq_len {self.lm.config.max_seq_len} holds no whole frame")
+        while done < num_frames:
+            context = done if num_frames <= window else min(done, window - stride)
+            new = min(num_frames - done, window - context)
+            windows.append(Window(context, new))
+            done += new
+        return windows
+
+
+def _reject_unknown(unknown: dict) -> None:
+    if unknown:
+        raise ValueError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
+
+
+def _check_descriptions(descriptions: Union[str, Sequence[str]]) -> List[str]:
+    """A list of non-empty descriptions (a single string is one description); an empty list is an error."""
+    if isinstance(descriptions, str):
+        descriptions = [descriptions]
+    if not isinstance(descriptions, (list, tuple)) or not descriptions:
+        raise ValueError("descriptions must be a non-empty list of strings")
+    for text in descriptions:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"every description must be a non-empty string, got {text!r}")
+    return list(descriptions)
+
+
+def _generator(seed: Optional[int], device: torch.device) -> Optional[torch.Generator]:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _progress_hook(progress: Progress, total: int) -> Tuple[Optional[Callable[[], None]], Callable[[], None]]:
+    """(per-step callback, closer) for ``progress`` = False, True (tqdm) or a callable ``(done, total)``."""
+    if progress is True:
+        bar = tqdm(total=total, unit="step", desc="generating")
+        return (lambda: bar.update(1)), bar.close
+    if callable(progress):
+        done = 0
+
+        def report() -> None:
+            nonlocal done
+            done += 1
+            progress(done, total)
+
+        return report, lambda: None
+    if progress is not False and progress is not None:
+        raise ValueError(f"progress must be a bool or a callable (done, total), got {progress!r}")
+    return None, lambda: None

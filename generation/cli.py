@@ -1,0 +1,58 @@
+"""Command line: ``python -m generation "a dog barking" -o dog.wav [--duration 5 --seed 0 ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, NoReturn, Optional
+
+from vocoder.audio import load_audio, save_audio
+
+from .audiogen import AudioGen
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line on stderr, like every other error of this command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="python -m generation", description="Generate audio from a text description.")
+    parser.add_argument("description", help="what the audio should sound like, e.g. 'a dog barking'")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="audio file to write (.wav, .flac, .ogg)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of audio in all (default 5)")
+    parser.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale (default 3; 1 = off)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
+    parser.add_argument("--top-k", type=int, default=250, help="sample from the k most likely tokens (0 = off)")
+    parser.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass (0 = off)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--prompt", type=Path, default=None, help="audio file to continue (its length counts in --duration)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, default=None, help="model directory with lm/ and codec/ (default: shipped)")
+    source.add_argument("--random-init", action="store_true", help="small random-weight model (noise; tests the pipeline)")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if not args.output.parent.is_dir():
+            raise ValueError(f"output directory {args.output.parent} does not exist")
+        gen = AudioGen.random_init() if args.random_init else AudioGen.from_pretrained(args.model)
+        params = dict(duration=args.duration, cfg_coef=args.cfg, temperature=args.temperature, top_k=args.top_k,
+                      top_p=args.top_p, seed=args.seed, progress=args.progress)
+        if args.prompt is not None:
+            prompt, rate = load_audio(args.prompt)
+            wav = gen.generate_continuation(prompt, rate, [args.description], **params)
+        else:
+            wav = gen.generate([args.description], **params)
+        save_audio(args.output, wav[0], gen.sample_rate)
+    except (ValueError, OSError) as err:  # AudioError, CheckpointError, ConditionerError are ValueErrors
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({wav.shape[-1] / gen.sample_rate:.2f} s at {gen.sample_rate} Hz)")
+    return 0
