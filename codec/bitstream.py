@@ -1,0 +1,161 @@
+"""The ``.grvq`` stream: a fixed header, bit-packed codes and a CRC32 trailer.
+
+Layout (all integers little-endian)::
+
+    offset size  field
+    0      4     magic b"GRVQ"
+    4      1     format version (1)
+    5      1     channels of the coded signal (always 1: the codec codes mono audio)
+    6      4     sample rate of the coded signal (Hz)
+    10     2     batch size B (number of signals in the stream)
+    12     8     original length in samples at that rate (the decoder trims to it)
+    20     1     number of codebooks K
+    21     4     codebook size (entries per codebook)
+    25     4     hop length in samples (frame rate = sample rate / hop length)
+    29     4     number of frames F = ceil(length / hop)
+    33     8     model fingerprint (BLAKE2b of the codec's config and codebooks)
+    41     ...   payload: B * K * F codes, ceil(log2(codebook size)) bits each, most significant bit
+                 first, in [B, K, F] order (frames fastest), zero-padded to a whole byte
+    end-4  4     CRC32 of every preceding byte
+
+At 1024 entries a code takes 10 bits, so one second at 2 kbps (50 frames x 4 codebooks) is
+250 bytes of payload plus 45 bytes of header and trailer. :func:`unpack` checks every field
+against the others and raises :class:`BitstreamError` with a one-line reason; it never returns
+codes from a damaged stream. Whether the stream fits a given model is checked by the model
+(:meth:`codec.Codec.decompress`).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"GRVQ"
+VERSION = 1
+FINGERPRINT_BYTES = 8
+_HEADER = struct.Struct("<4sBBIHQBIII8s")
+_CRC = struct.Struct("<I")
+HEADER_BYTES = _HEADER.size
+
+
+class BitstreamError(ValueError):
+    """A ``.grvq`` stream that cannot be decoded: damaged, foreign, or made by another model."""
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """Everything a decoder needs to know about a stream besides the codes themselves."""
+
+    sample_rate: int
+    batch: int
+    length: int
+    num_codebooks: int
+    codebook_size: int
+    hop_length: int
+    num_frames: int
+    fingerprint: bytes
+    channels: int = 1
+
+    @property
+    def bits_per_code(self) -> int:
+        return bits_per_code(self.codebook_size)
+
+    @property
+    def payload_bytes(self) -> int:
+        return math.ceil(self.batch * self.num_codebooks * self.num_frames * self.bits_per_code / 8)
+
+    def validate(self) -> None:
+        """Raise :class:`BitstreamError` if the fields contradict each other."""
+        if self.channels != 1:
+            raise BitstreamError(f"stream has {self.channels} channels; only mono streams exist in version {VERSION}")
+        for name in ("sample_rate", "batch", "length", "num_codebooks", "hop_length", "num_frames"):
+            if getattr(self, name) < 1:
+                raise BitstreamError(f"stream header has invalid {name.replace('_', ' ')} {getattr(self, name)}")
+        if self.codebook_size < 2:
+            raise BitstreamError(f"stream header has invalid codebook size {self.codebook_size}")
+        if self.num_frames != math.ceil(self.length / self.hop_length):
+            raise BitstreamError(
+                f"inconsistent header: {self.num_frames} frames for {self.length} samples at hop {self.hop_length}")
+        if len(self.fingerprint) != FINGERPRINT_BYTES:
+            raise BitstreamError(f"fingerprint must be {FINGERPRINT_BYTES} bytes, got {len(self.fingerprint)}")
+
+    @property
+    def duration(self) -> float:
+        """Duration of each signal in seconds."""
+        return self.length / self.sample_rate
+
+
+def bits_per_code(codebook_size: int) -> int:
+    """Bits needed for one code of a ``codebook_size``-entry codebook."""
+    return max(1, math.ceil(math.log2(codebook_size)))
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> bytes:
+    """Bit-pack non-negative integers, ``bits`` each, most significant bit first."""
+    flat = np.ascontiguousarray(codes, dtype=np.uint32).reshape(-1)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
+    return np.packbits(((flat[:, None] >> shifts) & 1).astype(np.uint8)).tobytes()
+
+
+def unpack_codes(payload: bytes, count: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: the first ``count`` codes as int64."""
+    bit_array = np.unpackbits(np.frombuffer(payload, dtype=np.uint8), count=count * bits)
+    weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
+    return bit_array.reshape(count, bits).astype(np.int64) @ weights
+
+
+def pack(header: StreamHeader, codes: np.ndarray) -> bytes:
+    """Serialise ``codes`` ``[B, K, F]`` (integers in ``[0, codebook_size)``) under ``header``."""
+    header.validate()
+    expected = (header.batch, header.num_codebooks, header.num_frames)
+    if codes.shape != expected:
+        raise BitstreamError(f"codes shaped {codes.shape} do not match the header {expected}")
+    if codes.size and (codes.min() < 0 or codes.max() >= header.codebook_size):
+        raise BitstreamError(f"codes must lie in [0, {header.codebook_size})")
+    head = _HEADER.pack(MAGIC, VERSION, header.channels, header.sample_rate, header.batch, header.length,
+                        header.num_codebooks, header.codebook_size, header.hop_length, header.num_frames,
+                        header.fingerprint)
+    body = head + pack_codes(codes, header.bits_per_code)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def read_header(data: bytes) -> StreamHeader:
+    """Parse and validate the header alone (magic, version, field consistency); no CRC check."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BitstreamError(f"a stream must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise BitstreamError("not a .grvq stream (wrong magic bytes)")
+    if len(data) < HEADER_BYTES + _CRC.size:
+        raise BitstreamError(f"stream truncated: {len(data)} bytes, shorter than the header")
+    (_, version, channels, sample_rate, batch, length, num_codebooks, codebook_size, hop_length,
+     num_frames, fingerprint) = _HEADER.unpack_from(data)
+    if version != VERSION:
+        raise BitstreamError(f"unsupported .grvq format version {version} (this reader knows {VERSION})")
+    header = StreamHeader(sample_rate, batch, length, num_codebooks, codebook_size, hop_length, num_frames,
+                          fingerprint, channels)
+    header.validate()
+    return header
+
+
+def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
+    """Parse and check a whole stream: returns the header and codes ``[B, K, F]`` (int64)."""
+    header = read_header(data)
+    data = bytes(data)
+    expected = HEADER_BYTES + header.payload_bytes + _CRC.size
+    if len(data) < expected:
+        raise BitstreamError(f"stream truncated: {len(data)} bytes, expected {expected}")
+    if len(data) > expected:
+        raise BitstreamError(f"stream has {len(data) - expected} unexpected trailing bytes")
+    body, (crc,) = data[:-_CRC.size], _CRC.unpack_from(data, len(data) - _CRC.size)
+    if zlib.crc32(body) != crc:
+        raise BitstreamError("stream is corrupt (CRC32 mismatch)")
+    count = header.batch * header.num_codebooks * header.num_frames
+    codes = unpack_codes(body[HEADER_BYTES:], count, header.bits_per_code)
+    if codes.max(initial=0) >= header.codebook_size:
+        raise BitstreamError(f"stream holds codes outside [0, {header.codebook_size})")
+    return header, codes.reshape(header.batch, header.num_codebooks, header.num_frames)

@@ -1,0 +1,146 @@
+"""Configuration of the codec: one dataclass per part, every size a field, nothing hard-coded.
+
+A :class:`CodecConfig` is stored in ``config.json`` next to the weights, so a saved model always
+rebuilds with the architecture it was trained with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Tuple
+
+from vocoder.modules import BackboneConfig
+
+DECODER_KINDS = ("frame", "conv")
+
+
+def default_backbone() -> BackboneConfig:
+    # Same trunk as the vocoder's default (8 ConvNeXt blocks, dim 256): about 4x cheaper to
+    # decode on a CPU than a SEANet decoder, and it trained to a lower mel distance per CPU hour.
+    return BackboneConfig(kind="convnext", dim=256, intermediate_dim=768, num_layers=8)
+
+
+@dataclass
+class QuantizerConfig:
+    """Group-residual VQ: the latent is split into ``groups`` equal parts, each quantized by a
+    residual VQ of ``levels`` codebooks with ``codebook_size`` entries (HiFi-Codec: 2 x 2 x 1024).
+
+    Unlike HiFi-Codec (plain codebook loss), codebooks are learned as in EnCodec: k-means
+    initialisation, exponential moving averages and dead-code replacement. With
+    ``quantize_dropout`` a random number of levels is used in each training step, so one model
+    serves every bitrate from ``groups`` to ``groups * levels`` codebooks.
+    """
+
+    groups: int = 2
+    levels: int = 2
+    codebook_size: int = 1024
+    kmeans_init: bool = True
+    kmeans_iters: int = 10
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 2.0
+    commitment_weight: float = 0.25
+    quantize_dropout: bool = True
+
+    def __post_init__(self) -> None:
+        if self.groups < 1 or self.levels < 1:
+            raise ValueError(f"groups and levels must be positive, got {self.groups} and {self.levels}")
+        if self.codebook_size < 2:
+            raise ValueError(f"codebook_size must be at least 2, got {self.codebook_size}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.kmeans_iters < 1 or self.commitment_weight < 0 or self.dead_code_threshold < 0:
+            raise ValueError("kmeans_iters must be positive; commitment_weight and dead_code_threshold non-negative")
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.groups * self.levels
+
+    @property
+    def bits_per_code(self) -> int:
+        return max(1, math.ceil(math.log2(self.codebook_size)))
+
+
+@dataclass
+class ChunkConfig:
+    """How long inputs are split so memory stays bounded (all counts in frames).
+
+    Each chunk is processed with ``*_context`` extra frames on each side, which are then
+    discarded. When the context covers the network's receptive field, chunked processing gives
+    the same result as processing the whole signal at once (tests/test_codec.py checks this for
+    the default architecture), so there are no seams to cross-fade. A deeper decoder (more
+    layers, or the residual backbone) needs a larger ``decode_context``.
+    """
+
+    frames: int = 500  # 10 s at 50 Hz: about 250 MB working set for the default encoder on a CPU
+    encode_context: int = 8  # SEANet encoder, strides 8,5,4,2, no LSTM: about 4 frames each side
+    decode_context: int = 40  # frame decoder: 8 ConvNeXt blocks + convs + ISTFT: 32 frames each side
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.encode_context < 0 or self.decode_context < 0:
+            raise ValueError("chunk frames must be positive and contexts non-negative")
+
+
+@dataclass
+class CodecConfig:
+    """Architecture of a :class:`~codec.Codec`.
+
+    ``strides`` are listed in decoder (upsampling) order as in HiFi-Codec and EnCodec; the SEANet
+    encoder applies them in reverse. Their product is the hop: 320 samples = 50 frames/s at
+    16 kHz. ``decoder="frame"`` is the vocoder's ConvNeXt trunk + amplitude/phase head (the
+    waveform appears only through the inverse STFT); ``decoder="conv"`` is EnCodec's SEANet decoder.
+    """
+
+    sample_rate: int = 16_000
+    strides: Tuple[int, ...] = (8, 5, 4, 2)
+    latent_dim: int = 256
+    encoder_filters: int = 32
+    encoder_residual_layers: int = 1
+    encoder_lstm_layers: int = 0  # 0 keeps chunked encoding exact (finite receptive field) and is faster
+    decoder: str = "frame"
+    backbone: BackboneConfig = field(default_factory=default_backbone)
+    n_fft: int = 1280
+    win_length: int = 1280
+    conv_decoder_filters: int = 32
+    conv_decoder_lstm_layers: int = 0
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    chunking: ChunkConfig = field(default_factory=ChunkConfig)
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if not self.strides or any(s < 1 for s in self.strides):
+            raise ValueError(f"strides must be positive integers, got {self.strides}")
+        if self.decoder not in DECODER_KINDS:
+            raise ValueError(f"decoder must be one of {DECODER_KINDS}, got {self.decoder!r}")
+        if self.latent_dim % self.quantizer.groups:
+            raise ValueError(f"latent_dim ({self.latent_dim}) must be divisible by groups ({self.quantizer.groups})")
+        hop = self.hop_length
+        if self.n_fft % hop or (self.n_fft - hop) % 2:
+            raise ValueError(f"n_fft ({self.n_fft}) must be a multiple of the hop ({hop}) with n_fft - hop even")
+        if not 0 < self.win_length <= self.n_fft:
+            raise ValueError(f"need 0 < win_length <= n_fft, got {self.win_length} and {self.n_fft}")
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @classmethod
+    def for_24khz(cls, **overrides) -> "CodecConfig":
+        """HiFi-Codec's 24 kHz variant: strides 8,5,3,2 (hop 240, 100 frames/s), n_fft 960."""
+        base = cls(sample_rate=24_000, strides=(8, 5, 3, 2), n_fft=960, win_length=960)
+        return replace(base, **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> "CodecConfig":
+        """A very small model with the default framing, for tests and smoke runs (not for quality)."""
+        base = cls(
+            latent_dim=32, encoder_filters=4, conv_decoder_filters=4,
+            backbone=BackboneConfig(kind="convnext", dim=32, intermediate_dim=64, num_layers=2),
+            quantizer=QuantizerConfig(codebook_size=64, kmeans_iters=2),
+        )
+        return replace(base, **overrides)

@@ -1,0 +1,272 @@
+"""The codec: SEANet encoder -> group-residual VQ -> frame-level (or SEANet) decoder.
+
+Inference (``encode``/``decode``/``compress``/``decompress``) works on any input layout and rate,
+runs chunk by chunk with context so memory stays bounded on long inputs, and gives the same
+result as processing the whole signal at once. ``forward`` is the training pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from encodec.modules import SEANetDecoder, SEANetEncoder
+from torch import nn
+from tqdm.auto import tqdm
+
+from vocoder.audio import ArrayLike, prepare_waveform
+from vocoder.checkpoint import Pretrained, config_to_dict
+from vocoder.modules import AmplitudePhaseHead, Backbone, SpectrumPrediction
+
+from . import bitstream
+from .bitstream import BitstreamError, StreamHeader
+from .chunking import ChunkSpan, chunk_spans
+from .config import CodecConfig
+from .quantizer import GroupResidualQuantizer
+
+DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
+
+
+@dataclass
+class CodecOutput:
+    """Result of the training pass :meth:`Codec.forward`."""
+
+    audio: torch.Tensor  # [B, 1, T], same length as the input
+    codes: torch.Tensor  # [B, K, F]; -1 marks levels skipped by quantizer dropout
+    quantizer_loss: torch.Tensor  # scalar commitment loss (zero in eval mode)
+    spectrum: Optional[SpectrumPrediction]  # frame decoder's spectra (None for the conv decoder)
+
+
+class FrameDecoder(nn.Module):
+    """Quantized latent ``[B, D, F]`` -> ConvNeXt trunk -> amplitude/phase spectra -> ``F * hop`` samples."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        self.backbone = Backbone(config.latent_dim, config.backbone)
+        self.head = AmplitudePhaseHead(config.backbone.dim, config.n_fft, config.hop_length, config.win_length)
+
+    def forward(self, latent: torch.Tensor) -> SpectrumPrediction:
+        return self.head(self.backbone(latent))
+
+
+def _quiet_seanet(build, **kwargs) -> nn.Module:
+    # encodec 0.1.1 uses torch's deprecated weight_norm; the warning is about encodec, not the caller.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*weight_norm.*")
+        return build(**kwargs)
+
+
+class Codec(nn.Module, Pretrained):
+    """16 kHz (or any rate) neural audio codec with group-residual vector quantization.
+
+    >>> model = Codec.from_pretrained("path/to/model")       # or Codec(CodecConfig()) untrained
+    >>> codes = model.encode(wav, sample_rate)               # LongTensor [B, K, F]
+    >>> audio = model.decode(codes)                          # [B, 1, F * hop] at model.sample_rate
+    >>> data = model.compress(wav, sample_rate, num_codebooks=2)   # .grvq bytes, 1 kbps
+    >>> audio, sr = model.decompress(data)                   # trimmed to the input's duration
+    """
+
+    config_class = CodecConfig
+    default_pretrained = DEFAULT_PRETRAINED
+
+    def __init__(self, config: Optional[CodecConfig] = None) -> None:
+        super().__init__()
+        self.config = config = config or CodecConfig()
+        self.encoder = _quiet_seanet(
+            SEANetEncoder, channels=1, dimension=config.latent_dim, n_filters=config.encoder_filters,
+            n_residual_layers=config.encoder_residual_layers, ratios=list(config.strides),
+            lstm=config.encoder_lstm_layers)
+        self.quantizer = GroupResidualQuantizer(config.latent_dim, config.quantizer)
+        if config.decoder == "frame":
+            self.decoder: nn.Module = FrameDecoder(config)
+        else:
+            self.decoder = _quiet_seanet(
+                SEANetDecoder, channels=1, dimension=config.latent_dim, n_filters=config.conv_decoder_filters,
+                n_residual_layers=config.encoder_residual_layers,  # mirrors the encoder
+                ratios=list(config.strides), lstm=config.conv_decoder_lstm_layers)
+
+    # ----------------------------------------------------------------------------------- properties
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.quantizer.num_codebooks
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.quantizer.codebook_size
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second with all codebooks (2000 for the default 16 kHz, 4 x 1024 model)."""
+        return self.bitrate_for(self.num_codebooks)
+
+    def bitrate_for(self, num_codebooks: int) -> float:
+        """Bits per second when coding with the first ``num_codebooks`` codebooks."""
+        count = self.quantizer.check_num_codebooks(num_codebooks)
+        return self.frame_rate * count * self.config.quantizer.bits_per_code
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def fingerprint(self) -> bytes:
+        """8-byte BLAKE2b digest of the architecture and the codebooks: what a stream's codes mean.
+
+        Chunking settings are left out: they change memory use, not the codes.
+        """
+        arch = config_to_dict(self.config)
+        arch.pop("chunking")
+        digest = hashlib.blake2b(json.dumps(arch, sort_keys=True).encode(), digest_size=bitstream.FINGERPRINT_BYTES)
+        for weights in self.quantizer.codebook_weights():
+            digest.update(weights.float().cpu().contiguous().numpy().astype("<f4").tobytes())
+        return digest.digest()
+
+    # -------------------------------------------------------------------------------------- training
+
+    def _synthesise(self, latent: torch.Tensor) -> Tuple[torch.Tensor, Optional[SpectrumPrediction]]:
+        """Quantized latent ``[B, D, F]`` -> waveform ``[B, 1, F * hop]`` (and spectra, frame decoder)."""
+        if isinstance(self.decoder, FrameDecoder):
+            spectrum = self.decoder(latent)
+            return spectrum.waveform, spectrum
+        return self.decoder(latent), None
+
+    def forward(self, wav: torch.Tensor, num_codebooks: Optional[int] = None) -> CodecOutput:
+        """Training pass on ``wav [B, 1, T]`` at :attr:`sample_rate`; quantizer dropout in train mode."""
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"forward expects mono audio [B, 1, T], got {tuple(wav.shape)}")
+        length = wav.shape[-1]
+        padded = F.pad(wav, (0, -length % self.hop_length))
+        quantized = self.quantizer(self.encoder(padded), num_codebooks)
+        audio, spectrum = self._synthesise(quantized.quantized)
+        return CodecOutput(audio[..., :length], quantized.codes, quantized.loss, spectrum)
+
+    # ------------------------------------------------------------------------------------- inference
+
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
+    def _chunks(self, num_frames: int, context: int, progress: Optional[bool], desc: str) -> Iterator[ChunkSpan]:
+        spans = chunk_spans(num_frames, self.config.chunking.frames, context)
+        show = len(spans) > 1 if progress is None else progress
+        return iter(tqdm(spans, desc=desc, unit="chunk", disable=not show, leave=False))
+
+    def encode(self, wav: ArrayLike, sample_rate: int, num_codebooks: Optional[int] = None,
+               progress: Optional[bool] = None) -> torch.Tensor:
+        """Codes ``LongTensor [B, K, F]`` of ``wav`` (``[T]``, ``[C, T]`` or ``[B, C, T]``, any rate;
+        down-mixed to mono and resampled). ``K = num_codebooks`` (default all; a multiple of the
+        number of groups), ``F = ceil(T / hop)`` at the model's rate. ``progress=None`` shows a
+        progress bar when the input spans more than one chunk."""
+        count = self.quantizer.check_num_codebooks(num_codebooks)
+        return self._encode(prepare_waveform(wav, sample_rate, self.sample_rate), count, progress)
+
+    def _encode(self, wav: torch.Tensor, num_codebooks: int, progress: Optional[bool]) -> torch.Tensor:
+        batch, _, length = wav.shape
+        hop, device = self.hop_length, self.device
+        num_frames = math.ceil(length / hop)
+        # Allocated outside inference mode, so callers may feed the codes to models they train.
+        codes = torch.empty(batch, num_codebooks, num_frames, dtype=torch.long, device=device)
+        with self._evaluating(), torch.inference_mode():
+            for span in self._chunks(num_frames, self.config.chunking.encode_context, progress, "encoding"):
+                first, last = span.context_start * hop, span.context_stop * hop
+                # Slice before padding so a long input is never copied whole; the last chunk is
+                # zero-padded to whole frames exactly as a whole-signal pass would be.
+                piece = wav[..., first:min(last, length)].to(device)
+                piece = F.pad(piece, (0, last - first - piece.shape[-1]))
+                latent = self.encoder(piece)[..., span.offset:span.offset + span.stop - span.start]
+                codes[..., span.start:span.stop] = self.quantizer.encode(latent, num_codebooks)
+        return codes
+
+    def _check_codes(self, codes: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
+        if isinstance(codes, np.ndarray):
+            codes = torch.from_numpy(codes)
+        if not isinstance(codes, torch.Tensor):
+            raise ValueError(f"codes must be a tensor or numpy array, got {type(codes).__name__}")
+        if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
+            raise ValueError(f"codes must be integers, got dtype {codes.dtype}")
+        if codes.dim() != 3 or codes.shape[0] == 0 or codes.shape[-1] == 0:
+            raise ValueError(f"codes must be shaped [B, K, F] with B, F >= 1, got {tuple(codes.shape)}")
+        self.quantizer.check_num_codebooks(codes.shape[1])
+        if codes.min() < 0 or codes.max() >= self.codebook_size:
+            raise ValueError(f"codes must lie in [0, {self.codebook_size}), got {int(codes.min())}..{int(codes.max())}")
+        return codes.long()
+
+    def decode(self, codes: Union[torch.Tensor, np.ndarray], progress: Optional[bool] = None) -> torch.Tensor:
+        """Waveform ``[B, 1, F * hop]`` at :attr:`sample_rate` from codes ``[B, K, F]`` (any valid ``K``)."""
+        return self._decode(self._check_codes(codes), progress)
+
+    def _decode(self, codes: torch.Tensor, progress: Optional[bool]) -> torch.Tensor:
+        batch, _, num_frames = codes.shape
+        hop, device = self.hop_length, self.device
+        audio = torch.empty(batch, 1, num_frames * hop, device=device)  # a normal tensor, as in _encode
+        with self._evaluating(), torch.inference_mode():
+            for span in self._chunks(num_frames, self.config.chunking.decode_context, progress, "decoding"):
+                latent = self.quantizer.decode(codes[..., span.context_start:span.context_stop].to(device))
+                wav, _ = self._synthesise(latent)
+                keep = wav[..., span.offset * hop:(span.offset + span.stop - span.start) * hop]
+                audio[..., span.start * hop:span.stop * hop] = keep
+        return audio
+
+    def compress(self, wav: ArrayLike, sample_rate: int, num_codebooks: Optional[int] = None,
+                 progress: Optional[bool] = None) -> bytes:
+        """Encode ``wav`` (any layout and rate) into a ``.grvq`` stream (see :mod:`codec.bitstream`)."""
+        count = self.quantizer.check_num_codebooks(num_codebooks)
+        prepared = prepare_waveform(wav, sample_rate, self.sample_rate)
+        codes = self._encode(prepared, count, progress)
+        header = StreamHeader(
+            sample_rate=self.sample_rate, batch=codes.shape[0], length=prepared.shape[-1], num_codebooks=count,
+            codebook_size=self.codebook_size, hop_length=self.hop_length, num_frames=codes.shape[-1],
+            fingerprint=self.fingerprint())
+        return bitstream.pack(header, codes.cpu().numpy())
+
+    def check_stream(self, header: StreamHeader) -> None:
+        """Raise :class:`BitstreamError` unless a stream with ``header`` was made by this model."""
+        mismatches: List[str] = [
+            f"{name} {got} (model: {want})"
+            for name, got, want in (("sample rate", header.sample_rate, self.sample_rate),
+                                    ("codebook size", header.codebook_size, self.codebook_size),
+                                    ("hop length", header.hop_length, self.hop_length))
+            if got != want
+        ]
+        if mismatches:
+            raise BitstreamError("stream does not fit this model: " + ", ".join(mismatches))
+        try:
+            self.quantizer.check_num_codebooks(header.num_codebooks)
+        except ValueError as err:
+            raise BitstreamError(f"stream does not fit this model: {err}") from None
+        if header.fingerprint != self.fingerprint():
+            raise BitstreamError("stream was made by a different model (fingerprint mismatch)")
+
+    def decompress(self, data: bytes, progress: Optional[bool] = None) -> Tuple[torch.Tensor, int]:
+        """Decode a ``.grvq`` stream: ``(audio [B, 1, T], sample_rate)`` with ``T`` the original length."""
+        header, codes = bitstream.unpack(data)
+        self.check_stream(header)
+        audio = self._decode(torch.from_numpy(codes), progress)
+        return audio[..., :header.length], self.sample_rate
+

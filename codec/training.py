@@ -1,0 +1,76 @@
+"""The codec's generator loss, defined once.
+
+Training recipes build a :class:`CodecLoss` and call it on the :class:`~codec.CodecOutput` of
+``Codec.forward`` and the target waveform; they never re-assemble terms. The discriminator side
+is :func:`vocoder.losses.adversarial_discriminator_loss`, shared with the vocoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from vocoder.discriminators import Discriminators
+from vocoder.losses import (
+    LossWeights,
+    MultiScaleMelLoss,
+    adversarial_generator_losses,
+    spectrum_losses,
+    weighted_spectrum_loss,
+)
+
+from .config import CodecConfig
+from .model import CodecOutput
+
+
+@dataclass
+class CodecLossOutput:
+    """The total to back-propagate and each weighted contribution to it (detached, for logging).
+
+    ``terms`` holds ``mel`` and ``quantizer`` always, ``spectrum`` (the APNet terms together) with
+    the frame decoder, and ``adversarial`` / ``feature_matching`` when discriminators were given.
+    """
+
+    total: torch.Tensor
+    terms: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class CodecLoss(nn.Module):
+    """Generator loss: multi-scale mel L1, frame-level spectrum terms (frame decoder only), LSGAN
+    adversarial + feature matching (when ``discriminators`` are passed) and the quantizer's
+    commitment loss, weighted by :class:`~vocoder.losses.LossWeights`.
+
+    Leaving out the discriminators gives the cheap reconstruction-only loss that early training
+    steps on a CPU should use.
+    """
+
+    def __init__(self, config: CodecConfig, weights: Optional[LossWeights] = None) -> None:
+        super().__init__()
+        self.config = config
+        self.weights = weights or LossWeights()
+        # Default resolutions: HiFi-Codec's three mel terms (n_fft 1024, 512, 256).
+        self.mel_loss = MultiScaleMelLoss(config.sample_rate)
+
+    def forward(self, output: CodecOutput, target: torch.Tensor,
+                discriminators: Optional[Discriminators] = None) -> CodecLossOutput:
+        """``output`` of ``Codec.forward(target)``; ``target`` is the input waveform ``[B, 1, T]``."""
+        c, w = self.config, self.weights
+        generated = output.audio
+        if generated.shape != target.shape:
+            raise ValueError(f"generated audio {tuple(generated.shape)} and target {tuple(target.shape)} differ in shape")
+        weighted = {
+            "mel": w.mel * self.mel_loss(generated, target),
+            "quantizer": w.quantizer * output.quantizer_loss,
+        }
+        if output.spectrum is not None:
+            terms = spectrum_losses(output.spectrum, target, c.n_fft, c.hop_length, c.win_length, w.phase_kind)
+            weighted["spectrum"] = weighted_spectrum_loss(terms, w)
+        if discriminators is not None:
+            adversarial, feature_matching = adversarial_generator_losses(discriminators, generated, target)
+            weighted["adversarial"] = w.adversarial * adversarial
+            weighted["feature_matching"] = w.feature_matching * feature_matching
+        total = sum(weighted.values())
+        return CodecLossOutput(total, {name: value.detach() for name, value in weighted.items()})
