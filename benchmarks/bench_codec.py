@@ -23,15 +23,12 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 
 from codec import ChunkConfig, Codec, CodecConfig
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from timing import count_parameters, interleaved_timings
 
 
 def test_signal(seconds: float, sample_rate: int) -> torch.Tensor:
@@ -39,19 +36,6 @@ def test_signal(seconds: float, sample_rate: int) -> torch.Tensor:
     t = torch.arange(int(seconds * sample_rate)) / sample_rate
     wav = 0.4 * torch.sin(2 * math.pi * (100 + 200 * t) * t) + 0.02 * torch.randn(t.numel())
     return wav[None, None]
-
-
-def interleaved_timings(runs: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, List[float]]:
-    """Wall times of each run, after one warm-up each, with the repeats interleaved."""
-    for run in runs.values():
-        run()
-    times: Dict[str, List[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def codec_runs(name: str, config: CodecConfig, seconds: float) -> Tuple[dict, Tuple[str, int, int, float]]:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from dataclasses import replace
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from timing import count_parameters, interleaved_timings
 from vocoder import Vocoder, VocoderConfig
 from vocoder.model import BACKBONES
 from vocoder.modules import MultiReceptiveField
@@ -54,21 +54,9 @@ class HiFiGANv1Generator(nn.Module):
         return torch.tanh(self.conv_post(F.leaky_relu(x)))
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def interleaved_medians(runs: Dict[str, Callable[[], torch.Tensor]], repeats: int) -> Dict[str, float]:
-    """Median wall time of each run, with one warm-up each and the repeats interleaved."""
-    for run in runs.values():
-        run()
-    times: Dict[str, List[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    """Median wall time of each run (see :func:`timing.interleaved_timings`)."""
+    return {name: statistics.median(values) for name, values in interleaved_timings(runs, repeats).items()}
 
 
 def main() -> None:

@@ -33,6 +33,17 @@ class DiscriminatorConfig:
     use_stft: bool = True
 
 
+def _apply_stack(convs: nn.ModuleList, out: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    """Leaky-ReLU convolution stack then the output layer: (flattened logits, every feature map)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        features.append(x)
+    x = out(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Folds the waveform into ``[T / p, p]`` and applies 2-D convolutions along time."""
 
@@ -51,14 +62,7 @@ class PeriodDiscriminator(nn.Module):
         batch, channels, length = x.shape
         if length % self.period:
             x = F.pad(x, (0, self.period - length % self.period), mode="reflect")
-        x = x.view(batch, channels, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _apply_stack(self.convs, self.out, x.view(batch, channels, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -76,13 +80,7 @@ class ScaleDiscriminator(nn.Module):
         self.out = weight_norm(nn.Conv1d(c_in, 1, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _apply_stack(self.convs, self.out, x)
 
 
 class Discriminators(nn.Module):
