@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from safetensors.torch import load_file, save_file
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from codec import Codec
 from vocoder.checkpoint import CheckpointError
@@ -147,6 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--splits", nargs="+", default=["train", "valid"])
     parser.add_argument("--max-seconds", type=float, default=10.0, help="tokens of at most this much of each clip")
     parser.add_argument("--mix-copies", type=int, default=0, help="extra mixed passes over each split")
+    parser.add_argument("--limit", type=int, help="at most this many clips per split (a seeded random subset)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--accelerator", default="auto")
@@ -158,6 +159,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parts = []
         for split in args.splits:
             clips = AudioSegmentDataset(args.manifest, split, args.max_seconds, codec.sample_rate, crop="start")
+            if args.limit is not None and args.limit < len(clips):
+                keep = torch.randperm(len(clips), generator=torch.Generator().manual_seed(0))[: args.limit]
+                clips = Subset(clips, sorted(keep.tolist()))
             parts.append(TaggedDataset(clips, split))
             parts.extend(TaggedDataset(MixingDataset(clips, probability=1.0), split) for _ in range(args.mix_copies))
     except (CheckpointError, ManifestError, ValueError) as err:

@@ -91,8 +91,9 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(task, codec_run, tiny
     if task == "lm":
         tokens = tmp_path / "tokens"
         proc = run("recipes.extract_tokens", "--codec", str(codec_run / "best"), "--manifest", str(tiny_corpus),
-                   "--out", str(tokens), "--max-seconds", "1")
+                   "--out", str(tokens), "--max-seconds", "1", "--limit", "3")
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len((tokens / "index.jsonl").read_text().splitlines()) == 3 + 2  # 4 train clips cut to 3
         overrides = (f"data.tokens={tokens}", f"data.codec={codec_run / 'best'}")
     else:
         overrides = (f"data.manifest={tiny_corpus}",)
