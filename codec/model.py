@@ -121,6 +121,11 @@ class Codec(nn.Module, Pretrained):
         """Bits per second with all codebooks (2000 for the default 16 kHz, 4 x 1024 model)."""
         return self.bitrate_for(self.num_codebooks)
 
+    @property
+    def allowed_num_codebooks(self) -> List[int]:
+        """Codebook counts :meth:`encode` accepts (multiples of the number of groups)."""
+        return self.quantizer.allowed_num_codebooks
+
     def bitrate_for(self, num_codebooks: int) -> float:
         """Bits per second when coding with the first ``num_codebooks`` codebooks."""
         count = self.quantizer.check_num_codebooks(num_codebooks)

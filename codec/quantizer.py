@@ -80,6 +80,11 @@ class GroupResidualQuantizer(nn.Module):
         """Every codebook's entries ``[codebook_size, dim / groups]``, in (group, level) order."""
         return [codebook.embed.detach()[0] for codebook in self._codebooks()]
 
+    @property
+    def allowed_num_codebooks(self) -> List[int]:
+        """Valid codebook counts: whole residual levels, i.e. multiples of the number of groups."""
+        return list(range(self.config.groups, self.num_codebooks + 1, self.config.groups))
+
     def check_num_codebooks(self, num_codebooks: Optional[int]) -> int:
         """Validate a codebook count (``None`` = all); returns it as an int."""
         groups, total = self.config.groups, self.num_codebooks
@@ -89,7 +94,7 @@ class GroupResidualQuantizer(nn.Module):
             raise ValueError(f"num_codebooks must be an integer, got {num_codebooks!r}")
         num_codebooks = int(num_codebooks)
         if not 0 < num_codebooks <= total or num_codebooks % groups:
-            valid = ", ".join(str(k) for k in range(groups, total + 1, groups))
+            valid = ", ".join(map(str, self.allowed_num_codebooks))
             raise ValueError(f"num_codebooks must be one of {valid} (a multiple of {groups} groups), got {num_codebooks}")
         return num_codebooks
 

@@ -44,9 +44,8 @@ class DemoModels:
         return cls(generator, generator.codec, source, source, generator_trained=False, codec_trained=False)
 
     def codebook_choices(self) -> List[int]:
-        """Codebook counts the codec accepts: whole residual levels, i.e. multiples of its groups."""
-        groups = self.codec.config.quantizer.groups
-        return list(range(groups, self.codec.num_codebooks + 1, groups))
+        """Codebook counts the codec accepts (whole residual levels)."""
+        return self.codec.allowed_num_codebooks
 
     def describe(self) -> str:
         """Markdown for the page: which models are loaded, and a warning for random weights."""

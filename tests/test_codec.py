@@ -122,6 +122,8 @@ def test_bitrates_and_prefix_property(model):
     assert len(torch.unique(full)) > 4  # an initialised quantizer uses many entries
     low, high = model.decode(coarse), model.decode(full)
     assert low.shape == high.shape and not torch.allclose(low, high)
+    assert model.allowed_num_codebooks == [2, 4]
+    assert model.bitrate_for(2) == model.bitrate / 2
 
 
 @pytest.mark.parametrize("bad", [0, 1, 3, 5, 6, -2, 2.0, True, "4"])
