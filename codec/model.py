@@ -131,10 +131,6 @@ class Codec(nn.Module, Pretrained):
         count = self.quantizer.check_num_codebooks(num_codebooks)
         return self.frame_rate * count * self.config.quantizer.bits_per_code
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def fingerprint(self) -> bytes:
         """8-byte BLAKE2b digest of the architecture and the codebooks: what a stream's codes mean.
 

@@ -206,10 +206,6 @@ class AudioLanguageModel(nn.Module, Pretrained):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    @property
-    def device(self) -> torch.device:
-        return self.text_proj.weight.device
-
     def forward(self, tokens: torch.Tensor, condition: TextCondition, cache: Optional[KVCache] = None,
                 last_only: bool = False) -> torch.Tensor:
         """Logits ``[B, K, T, codebook_size]`` for the step after each input step of ``tokens [B, K, T]``.

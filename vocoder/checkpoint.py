@@ -136,6 +136,11 @@ class Pretrained:
     config_class: ClassVar[type]
     default_pretrained: ClassVar[Optional[Path]] = None
 
+    @property
+    def device(self) -> torch.device:
+        """The device the model's parameters live on."""
+        return next(self.parameters()).device  # type: ignore[attr-defined]
+
     def save_pretrained(self, directory: Union[str, Path], half: bool = False) -> Path:
         """Save ``config.json`` + ``model.safetensors`` into ``directory``."""
         return save_state(self, self.config, directory, half=half)  # type: ignore[arg-type]

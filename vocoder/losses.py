@@ -39,10 +39,14 @@ def feature_matching_loss(real: FeatureMaps, fake: FeatureMaps) -> torch.Tensor:
     return total / max(count, 1)
 
 
+# HiFi-Codec's three mel terms: (n_fft, hop, n_mels) per resolution.
+DEFAULT_MEL_SCALES: Tuple[Tuple[int, int, int], ...] = ((1024, 256, 80), (512, 128, 64), (256, 64, 32))
+
+
 class MultiScaleMelLoss(nn.Module):
     """L1 distance between log-mel spectrograms at several resolutions (``(n_fft, hop, n_mels)``)."""
 
-    def __init__(self, sample_rate: int, scales: Sequence[Tuple[int, int, int]] = ((1024, 256, 80), (512, 128, 64), (256, 64, 32))):
+    def __init__(self, sample_rate: int, scales: Sequence[Tuple[int, int, int]] = DEFAULT_MEL_SCALES):
         super().__init__()
         self.mels = nn.ModuleList(
             MelSpectrogram(MelConfig(sample_rate, n_fft, hop, n_fft, n_mels)) for n_fft, hop, n_mels in scales

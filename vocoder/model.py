@@ -93,10 +93,6 @@ class Vocoder(nn.Module, Pretrained):
     def n_mels(self) -> int:
         return self.config.mel.n_mels
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def forward(self, mel: torch.Tensor) -> SpectrumPrediction:
         """Training forward: log-mel ``[B, n_mels, N]`` -> :class:`SpectrumPrediction` (with gradients)."""
         return self.head(self.backbone(mel))

@@ -14,6 +14,7 @@ from torch import nn
 
 from .discriminators import Discriminators
 from .losses import (
+    DEFAULT_MEL_SCALES,
     LossWeights,
     MultiScaleMelLoss,
     adversarial_discriminator_loss,
@@ -24,7 +25,6 @@ from .losses import (
 from .model import VocoderConfig
 from .modules import SpectrumPrediction
 
-MEL_SCALES: Tuple[Tuple[int, int, int], ...] = ((1024, 256, 80), (512, 128, 64), (256, 64, 32))
 
 
 @dataclass
@@ -45,7 +45,7 @@ class VocoderLoss(nn.Module):
 
     def __init__(self, config: VocoderConfig, weights: Optional[LossWeights] = None,
                  discriminators: Optional[Discriminators] = None,
-                 mel_scales: Sequence[Tuple[int, int, int]] = MEL_SCALES) -> None:
+                 mel_scales: Sequence[Tuple[int, int, int]] = DEFAULT_MEL_SCALES) -> None:
         super().__init__()
         self.config = config
         self.weights = weights or LossWeights()
