@@ -3,12 +3,14 @@
 Trains on a few minutes of recorded speech with the reconstruction losses of
 :class:`~vocoder.training.VocoderLoss` (no discriminators) for a fixed budget of *process CPU time*
 (so runs sharing a busy machine stay comparable), then copy-synthesises held-out recordings and
-compares against Griffin-Lim from the same mel on wide-band PESQ, STOI and mel distance.
+compares against Griffin-Lim from the same mel (filterbank pseudo-inverse, then fast Griffin-Lim at
+several iteration counts) on wide-band PESQ, STOI, mel distance and synthesis real-time factor.
+``--report-every`` scores the vocoder during training too, giving a learning curve.
 
 Speech: the spoken descriptions of Debian's ``tuxpaint-stamps-default`` (GPL-2)::
 
     apt-get download tuxpaint-stamps-default && dpkg-deb -x tuxpaint-stamps-default_*.deb DIR
-    python benchmarks/vocoder_quality.py DIR --backbone convnext --max-cpu-seconds 900
+    python benchmarks/vocoder_quality.py DIR --max-cpu-seconds 3600 --report-every 900
 
 Training and held-out files are different recordings of different stamps (split by stamp name).
 """
@@ -21,7 +23,7 @@ import time
 import zlib
 from dataclasses import replace
 from pathlib import Path
-from typing import List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 import torchaudio.functional as AF
@@ -70,40 +72,51 @@ def random_batch(clips: Sequence[torch.Tensor], batch_size: int, length: int, rn
     return torch.stack(batch)[:, None]
 
 
-def train(vocoder: Vocoder, clips: Sequence[torch.Tensor], args: argparse.Namespace) -> int:
-    """Reconstruction-only training for ``args.max_cpu_seconds`` of process CPU time; returns steps."""
+def train(vocoder: Vocoder, clips: Sequence[torch.Tensor], args: argparse.Namespace,
+          report: Callable[[int, float], None]) -> int:
+    """Reconstruction-only training for ``args.max_cpu_seconds`` of process CPU time; returns steps.
+
+    ``report(step, cpu_seconds)`` is called every ``args.report_every`` CPU seconds and at the end;
+    the time it takes is not charged to the training budget.
+    """
     loss_fn = VocoderLoss(vocoder.config)
-    optimizer = torch.optim.AdamW(vocoder.parameters(), lr=args.lr, betas=(0.8, 0.99))
+    trainable = [p for p in vocoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.8, 0.99))
     rng = random.Random(args.seed)
     length = int(args.segment_seconds * vocoder.sample_rate) // vocoder.hop_length * vocoder.hop_length
-    vocoder.train()
-    start, step = time.process_time(), 0
+    used, step, next_report = 0.0, 0, args.report_every
     progress = tqdm(total=int(args.max_cpu_seconds), desc="training (CPU s)", unit="s")
-    while (used := time.process_time() - start) < args.max_cpu_seconds and step < args.max_steps:
+    while used < args.max_cpu_seconds and step < args.max_steps:
+        start = time.process_time()
+        vocoder.train()
         target = random_batch(clips, args.batch_size, length, rng)
         with torch.no_grad():
             mel = vocoder.mel_spectrogram(target)
         loss = loss_fn(vocoder(mel), target)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
-        torch.nn.utils.clip_grad_norm_(vocoder.parameters(), 1000.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1000.0)
         optimizer.step()
         step += 1
+        used += time.process_time() - start
         progress.update(int(used) - progress.n)
         if step % 50 == 0:
             progress.set_postfix(step=step, loss=f"{loss.total.item():.2f}", mel=f"{loss.terms['mel'].item():.3f}")
+        if args.report_every and used >= next_report:
+            vocoder.eval()
+            report(step, used)
+            next_report += args.report_every
     progress.close()
     vocoder.eval()
+    report(step, used)
     return step
 
 
 def griffin_lim(vocoder: Vocoder, mel: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Griffin-Lim from the same log-mel: least-squares mel inversion, then phase reconstruction."""
+    """Griffin-Lim from the same log-mel: the filterbank's pseudo-inverse, then fast Griffin-Lim
+    (momentum 0.99, torchaudio's and librosa's default) from random phase."""
     c = vocoder.config.mel
-    fbank = vocoder.mel_spectrogram.fbank  # [n_mels, bins]
-    # Minimum-norm least squares (torch.linalg.lstsq's default CPU driver returns zeros for this
-    # under-determined system, so use the pseudo-inverse).
-    magnitude = (torch.linalg.pinv(fbank) @ torch.exp(mel[0])).clamp(min=0.0)
+    magnitude = torch.exp(vocoder.mel_spectrogram.pseudo_inverse(mel[0]))
     length = mel.shape[-1] * c.hop_length
     # torch's centred framing has one frame more for the same length: repeat the last one.
     magnitude = torch.cat([magnitude, magnitude[:, -1:]], dim=-1)
@@ -115,18 +128,27 @@ def griffin_lim(vocoder: Vocoder, mel: torch.Tensor, iterations: int) -> torch.T
     return torch.nn.functional.pad(wav, (shift, 0))[None, None, :length]
 
 
-def evaluate(vocoder: Vocoder, clips: Sequence[torch.Tensor], iterations: int) -> dict:
-    results = {"vocoder": MetricAverager(), "griffin-lim": MetricAverager()}
-    rate = vocoder.sample_rate
-    for clip in tqdm(clips, desc="evaluating", leave=False):
-        mel = vocoder.mel(clip, rate)
-        reference = clip[None, None, : mel.shape[-1] * vocoder.hop_length]
-        outputs = {"vocoder": vocoder.decode(mel), "griffin-lim": griffin_lim(vocoder, mel, iterations)}
-        for name, estimate in outputs.items():
-            results[name].add("pesq_wb", pesq_wideband(reference, estimate, rate))
-            results[name].add("stoi", stoi(reference, estimate, rate))
-            results[name].add("mel_distance", mel_distance(reference, estimate, rate))
-    return {name: averager.means() for name, averager in results.items()}
+def score(clips: Sequence[torch.Tensor], mels: Sequence[torch.Tensor], synthesise: Callable, rate: int,
+          hop: int) -> Dict[str, float]:
+    """Mean PESQ / STOI / mel distance of ``synthesise(mel)`` against each clip, plus the real-time
+    factor of the synthesis alone (process CPU time / audio duration)."""
+    averager, cpu, audio = MetricAverager(), 0.0, 0.0
+    for clip, mel in zip(clips, tqdm(mels, desc="evaluating", leave=False)):
+        reference = clip[None, None, : mel.shape[-1] * hop]
+        start = time.process_time()
+        with torch.no_grad():
+            estimate = synthesise(mel)
+        cpu += time.process_time() - start
+        audio += reference.shape[-1] / rate
+        averager.add("pesq_wb", pesq_wideband(reference, estimate, rate))
+        averager.add("stoi", stoi(reference, estimate, rate))
+        averager.add("mel_distance", mel_distance(reference, estimate, rate))
+    return {**averager.means(), "rtf": cpu / audio}
+
+
+def print_row(name: str, scores: Dict[str, float]) -> None:
+    print(f"{name:<28} {scores['pesq_wb']:8.3f} {scores['stoi']:6.3f} {scores['mel_distance']:9.3f} "
+          f"{scores['rtf']:8.4f}", flush=True)
 
 
 def main() -> None:
@@ -137,19 +159,33 @@ def main() -> None:
     parser.add_argument("--eval-files", type=int, default=24)
     parser.add_argument("--held-out-fraction", type=float, default=0.1)
     parser.add_argument("--max-cpu-seconds", type=float, default=900.0, help="training budget in process CPU time")
+    parser.add_argument("--report-every", type=float, default=0.0,
+                        help="also score the vocoder every this many CPU seconds of training (a learning curve)")
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--segment-seconds", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--griffin-lim-iterations", type=int, default=100)
+    parser.add_argument("--griffin-lim-iterations", type=int, nargs="+", default=[4, 32, 100],
+                        help="Griffin-Lim iteration counts to compare with (32 is torchaudio's default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--amplitude-prior", action=argparse.BooleanOptionalAction, default=True,
+                        help="correct the mel pseudo-inverse (FreeV) instead of predicting amplitude from scratch")
+    parser.add_argument("--freeze-amplitude", action="store_true",
+                        help="with the amplitude prior: train only the phase (the amplitude stays the prior)")
     parser.add_argument("--save", type=Path, help="save the trained vocoder here")
+    parser.add_argument("--model", type=Path, help="evaluate this saved vocoder instead of training one")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    vocoder = Vocoder(VocoderConfig(backbone=replace(BACKBONES[args.backbone])))
+    if args.model:
+        vocoder = Vocoder.from_pretrained(args.model, device="cpu")
+    else:
+        vocoder = Vocoder(VocoderConfig(backbone=replace(BACKBONES[args.backbone]),
+                                        amplitude_prior=args.amplitude_prior))
+    if args.freeze_amplitude:
+        vocoder.head.amplitude.requires_grad_(False)
     files = speech_files(args.data, LANGUAGES)
     if not files:
         raise SystemExit(f"no *_desc_<lang>.ogg speech files under {args.data}")
@@ -157,27 +193,36 @@ def main() -> None:
     eval_files = [p for p in files if is_held_out(p, args.held_out_fraction)]
     random.Random(args.seed).shuffle(train_files)
     random.Random(args.seed + 1).shuffle(eval_files)
-    rate = vocoder.sample_rate
+    rate, hop = vocoder.sample_rate, vocoder.hop_length
     train_clips = load_speech(train_files, rate, args.train_minutes * 60, "loading training speech")
     eval_clips = load_speech(eval_files[: args.eval_files], rate, float("inf"), "loading held-out speech")
-
-    steps = train(vocoder, train_clips, args)
-    if args.save:
-        vocoder.save_pretrained(args.save)
-    scores = evaluate(vocoder, eval_clips, args.griffin_lim_iterations)
+    eval_mels = [vocoder.mel(clip, rate) for clip in eval_clips]
 
     params = sum(p.numel() for p in vocoder.parameters()) / 1e6
     train_minutes = sum(c.shape[-1] for c in train_clips) / rate / 60
     eval_minutes = sum(c.shape[-1] for c in eval_clips) / rate / 60
-    print(f"backbone {args.backbone} ({params:.2f}M params), {steps} steps in {args.max_cpu_seconds:g} CPU s "
-          f"({args.threads} thread(s)), batch {args.batch_size} x {args.segment_seconds:g} s; "
-          f"train {len(train_clips)} files / {train_minutes:.1f} min, held out {len(eval_clips)} files / "
-          f"{eval_minutes:.1f} min")
-    print(f"{'method':<14} {'PESQ-wb':>8} {'STOI':>6} {'mel dist':>9}")
-    for name, means in scores.items():
-        print(f"{name:<14} {means['pesq_wb']:8.3f} {means['stoi']:6.3f} {means['mel_distance']:9.3f}")
-    gain = scores["vocoder"]["pesq_wb"] - scores["griffin-lim"]["pesq_wb"]
-    print(f"PESQ difference (vocoder - Griffin-Lim): {gain:+.3f}")
+    source = f"model {args.model}" if args.model else (
+        f"backbone {args.backbone}, amplitude prior {'on' if args.amplitude_prior else 'off'}")
+    print(f"{source} ({params:.2f}M params), batch {args.batch_size} x {args.segment_seconds:g} s, "
+          f"{args.threads} thread(s); train {len(train_clips)} files / {train_minutes:.1f} min, "
+          f"held out {len(eval_clips)} files / {eval_minutes:.1f} min")
+    print(f"{'method':<28} {'PESQ-wb':>8} {'STOI':>6} {'mel dist':>9} {'RTF':>8}")
+    for iterations in args.griffin_lim_iterations:
+        torch.manual_seed(args.seed)
+        print_row(f"griffin-lim {iterations} it",
+                  score(eval_clips, eval_mels, lambda m: griffin_lim(vocoder, m, iterations), rate, hop))
+    results = {}
+
+    def report(step: int, cpu_seconds: float) -> None:
+        results.update(score(eval_clips, eval_mels, vocoder.decode, rate, hop))
+        print_row(f"vocoder {step} st / {cpu_seconds:.0f} CPU s", results)
+
+    if args.model:
+        report(0, 0.0)
+    else:
+        train(vocoder, train_clips, args, report)
+    if args.save:
+        vocoder.save_pretrained(args.save)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,33 @@ def test_repeated_steps_lower_the_loss_on_a_fixed_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_pseudo_inverse_reproduces_the_mel_it_came_from():
+    mel_frontend = Vocoder(tiny_config()).mel_spectrogram
+    t = torch.arange(4000) / 8000
+    wav = (0.3 * torch.sin(2 * torch.pi * 300 * t) + 0.02 * torch.randn_like(t))[None, None]
+    log_mel = mel_frontend(wav)
+    log_amplitude = mel_frontend.pseudo_inverse(log_mel)
+    assert log_amplitude.shape == (1, 129, log_mel.shape[-1])
+    # Projecting the rough spectrum back onto the filterbank recovers the mel where it has energy
+    # (on average: the magnitude taken of the pseudo-inverse moves a few bins).
+    back = torch.log(torch.clamp(mel_frontend.fbank @ torch.exp(log_amplitude), min=1e-5))
+    loud = log_mel > log_mel.max() - 4
+    assert (back[loud] - log_mel[loud]).abs().mean() < 0.3
+
+
+def test_untrained_amplitude_prior_vocoder_starts_at_the_pseudo_inverse():
+    torch.manual_seed(0)
+    model = Vocoder(tiny_config())
+    assert model.config.amplitude_prior
+    mel = model.mel_spectrogram(torch.randn(1, 1, 2000) * 0.1)
+    torch.testing.assert_close(model(mel).log_amplitude, model.mel_spectrogram.pseudo_inverse(mel))
+    without = Vocoder(VocoderConfig(**{**tiny_config().__dict__, "amplitude_prior": False}))
+    assert not torch.allclose(without(mel).log_amplitude, model.mel_spectrogram.pseudo_inverse(mel))
+
+
+def test_amplitude_prior_needs_the_mel_frequency_bins():
+    with pytest.raises(ValueError, match="amplitude_prior"):
+        VocoderConfig(mel=TINY_MEL, n_fft=512, win_length=256)
+    VocoderConfig(mel=TINY_MEL, n_fft=512, win_length=256, amplitude_prior=False)

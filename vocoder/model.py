@@ -43,12 +43,17 @@ class VocoderConfig:
     The synthesis hop is always the mel hop (one STFT frame per mel frame). ``n_fft`` and
     ``win_length`` of the synthesis STFT may differ from the mel analysis; ``n_fft`` must be a
     multiple of the hop (the inverse STFT overlap-adds whole hops).
+
+    ``amplitude_prior`` (FreeV): the amplitude predictor corrects the mel filterbank's
+    pseudo-inverse instead of predicting the log-amplitude from scratch. It starts training at a
+    sensible spectrum envelope, so short runs reach far better quality (benchmarks/vocoder_quality.py).
     """
 
     mel: MelConfig = field(default_factory=MelConfig)
     backbone: BackboneConfig = field(default_factory=default_backbone)
     n_fft: int = 640
     win_length: int = 640
+    amplitude_prior: bool = True
 
     def __post_init__(self) -> None:
         hop = self.hop_length
@@ -57,6 +62,9 @@ class VocoderConfig:
         if self.n_fft % hop or (self.n_fft - hop) % 2:
             raise ValueError(f"synthesis n_fft ({self.n_fft}) must be a multiple of the mel hop ({hop}) "
                              f"with n_fft - hop even")
+        if self.amplitude_prior and self.n_fft != self.mel.n_fft:
+            raise ValueError(f"amplitude_prior needs the synthesis n_fft ({self.n_fft}) to equal the mel "
+                             f"n_fft ({self.mel.n_fft}): the prior lives on the mel's frequency bins")
 
     @property
     def hop_length(self) -> int:
@@ -79,7 +87,8 @@ class Vocoder(nn.Module, Pretrained):
         self.config = config = config or VocoderConfig()
         self.mel_spectrogram = MelSpectrogram(config.mel)
         self.backbone = Backbone(config.mel.n_mels, config.backbone)
-        self.head = AmplitudePhaseHead(config.backbone.dim, config.n_fft, config.hop_length, config.win_length)
+        self.head = AmplitudePhaseHead(config.backbone.dim, config.n_fft, config.hop_length, config.win_length,
+                                       amplitude_prior=config.amplitude_prior)
 
     @property
     def sample_rate(self) -> int:
@@ -95,7 +104,8 @@ class Vocoder(nn.Module, Pretrained):
 
     def forward(self, mel: torch.Tensor) -> SpectrumPrediction:
         """Training forward: log-mel ``[B, n_mels, N]`` -> :class:`SpectrumPrediction` (with gradients)."""
-        return self.head(self.backbone(mel))
+        prior = self.mel_spectrogram.pseudo_inverse(mel) if self.config.amplitude_prior else None
+        return self.head(self.backbone(mel), prior)
 
     @torch.no_grad()
     def mel(self, wav: ArrayLike, sample_rate: int) -> torch.Tensor:

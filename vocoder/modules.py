@@ -7,7 +7,7 @@ appears in :class:`AmplitudePhaseHead`, through the inverse STFT.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -124,14 +124,23 @@ class SpectrumPrediction:
 
 
 class AmplitudeSpectrumPredictor(nn.Module):
-    """Predicts the log-amplitude spectrum from hidden states with one convolution."""
+    """Predicts the log-amplitude spectrum from hidden states with one convolution.
 
-    def __init__(self, dim: int, bins: int, kernel_size: int = 7) -> None:
+    Given a ``prior`` log-amplitude (FreeV: the mel pseudo-inverse), it predicts only the
+    correction to it; ``residual=True`` zero-initialises the convolution so training starts exactly
+    at the prior.
+    """
+
+    def __init__(self, dim: int, bins: int, kernel_size: int = 7, residual: bool = False) -> None:
         super().__init__()
         self.proj = nn.Conv1d(dim, bins, kernel_size, padding=kernel_size // 2)
+        if residual:
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.proj(h)
+    def forward(self, h: torch.Tensor, prior: Optional[torch.Tensor] = None) -> torch.Tensor:
+        correction = self.proj(h)
+        return correction if prior is None else prior + correction
 
 
 class PhaseSpectrumPredictor(nn.Module):
@@ -152,15 +161,17 @@ class AmplitudePhaseHead(nn.Module):
 
     max_log_amplitude = 10.0  # exp(10) ~ 2e4: far above any real spectrum, keeps early training finite
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, win_length: int) -> None:
+    def __init__(self, dim: int, n_fft: int, hop_length: int, win_length: int,
+                 amplitude_prior: bool = False) -> None:
         super().__init__()
         bins = n_fft // 2 + 1
-        self.amplitude = AmplitudeSpectrumPredictor(dim, bins)
+        self.amplitude = AmplitudeSpectrumPredictor(dim, bins, residual=amplitude_prior)
         self.phase = PhaseSpectrumPredictor(dim, bins)
         self.istft = InverseSTFT(n_fft, hop_length, win_length)
 
-    def forward(self, h: torch.Tensor) -> SpectrumPrediction:
-        log_amplitude = self.amplitude(h).clamp(max=self.max_log_amplitude)
+    def forward(self, h: torch.Tensor, log_amplitude_prior: Optional[torch.Tensor] = None) -> SpectrumPrediction:
+        """``h`` ``[B, dim, N]``; ``log_amplitude_prior`` ``[B, F, N]`` if the head predicts a correction."""
+        log_amplitude = self.amplitude(h, log_amplitude_prior).clamp(max=self.max_log_amplitude)
         phase = self.phase(h)
         amplitude = torch.exp(log_amplitude)
         real, imag = amplitude * torch.cos(phase), amplitude * torch.sin(phase)

@@ -83,12 +83,23 @@ class MelSpectrogram(nn.Module):
             mel_scale="slaney",
         )
         self.register_buffer("fbank", fbank.T.contiguous(), persistent=False)  # [n_mels, n_freqs]
+        # Minimum-norm inverse of the filterbank (torch.linalg.lstsq's default CPU driver returns
+        # zeros for this under-determined system, so use the pseudo-inverse), in float64 for accuracy.
+        inverse = torch.linalg.pinv(fbank.T.double()).float()
+        self.register_buffer("inverse_fbank", inverse.contiguous(), persistent=False)  # [n_freqs, n_mels]
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         c = self.config
         magnitude = stft(wav.float(), c.n_fft, c.hop_length, c.win_length).abs()
         mel = torch.matmul(self.fbank, magnitude)
         return torch.log(torch.clamp(mel, min=c.log_floor))
+
+    def pseudo_inverse(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Rough natural-log magnitude spectrum ``[..., n_fft // 2 + 1, N]`` of a log-mel
+        ``[..., n_mels, N]``: ``log(max(|M+ exp(mel)|, floor))`` with ``M+`` the filterbank's
+        pseudo-inverse (FreeV's amplitude prior; also the start of Griffin-Lim from a mel)."""
+        magnitude = torch.matmul(self.inverse_fbank, torch.exp(log_mel.float())).abs()
+        return torch.log(torch.clamp(magnitude, min=self.config.log_floor))
 
 
 class InverseSTFT(nn.Module):
