@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from vocoder import Vocoder, VocoderConfig, load_audio, prepare_waveform
 from vocoder.metrics import MetricAverager, mel_distance, pesq_wideband, stoi
+from vocoder.losses import LossWeights
 from vocoder.model import BACKBONES
 from vocoder.training import VocoderLoss
 
@@ -79,7 +80,7 @@ def train(vocoder: Vocoder, clips: Sequence[torch.Tensor], args: argparse.Namesp
     ``report(step, cpu_seconds)`` is called every ``args.report_every`` CPU seconds and at the end;
     the time it takes is not charged to the training budget.
     """
-    loss_fn = VocoderLoss(vocoder.config)
+    loss_fn = VocoderLoss(vocoder.config, LossWeights(phase=args.phase_weight, phase_weighting=args.phase_weighting))
     trainable = [p for p in vocoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.8, 0.99))
     rng = random.Random(args.seed)
@@ -165,7 +166,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--segment-seconds", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--griffin-lim-iterations", type=int, nargs="+", default=[4, 32, 100],
+    parser.add_argument("--griffin-lim-iterations", type=int, nargs="*", default=[4, 32, 100],
                         help="Griffin-Lim iteration counts to compare with (32 is torchaudio's default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -173,14 +174,17 @@ def main() -> None:
                         help="correct the mel pseudo-inverse (FreeV) instead of predicting amplitude from scratch")
     parser.add_argument("--freeze-amplitude", action="store_true",
                         help="with the amplitude prior: train only the phase (the amplitude stays the prior)")
+    parser.add_argument("--phase-weight", type=float, default=LossWeights.phase)
+    parser.add_argument("--phase-weighting", choices=["none", "amplitude"], default=LossWeights.phase_weighting)
     parser.add_argument("--save", type=Path, help="save the trained vocoder here")
     parser.add_argument("--model", type=Path, help="evaluate this saved vocoder instead of training one")
+    parser.add_argument("--init", type=Path, help="continue training this saved vocoder (fresh optimizer)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    if args.model:
-        vocoder = Vocoder.from_pretrained(args.model, device="cpu")
+    if args.model or args.init:
+        vocoder = Vocoder.from_pretrained(args.model or args.init, device="cpu")
     else:
         vocoder = Vocoder(VocoderConfig(backbone=replace(BACKBONES[args.backbone]),
                                         amplitude_prior=args.amplitude_prior))
@@ -201,7 +205,7 @@ def main() -> None:
     params = sum(p.numel() for p in vocoder.parameters()) / 1e6
     train_minutes = sum(c.shape[-1] for c in train_clips) / rate / 60
     eval_minutes = sum(c.shape[-1] for c in eval_clips) / rate / 60
-    source = f"model {args.model}" if args.model else (
+    source = f"model {args.model or args.init}" if args.model or args.init else (
         f"backbone {args.backbone}, amplitude prior {'on' if args.amplitude_prior else 'off'}")
     print(f"{source} ({params:.2f}M params), batch {args.batch_size} x {args.segment_seconds:g} s, "
           f"{args.threads} thread(s); train {len(train_clips)} files / {train_minutes:.1f} min, "

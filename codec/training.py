@@ -66,7 +66,8 @@ class CodecLoss(nn.Module):
             "quantizer": w.quantizer * output.quantizer_loss,
         }
         if output.spectrum is not None:
-            terms = spectrum_losses(output.spectrum, target, c.n_fft, c.hop_length, c.win_length, w.phase_kind)
+            terms = spectrum_losses(output.spectrum, target, c.n_fft, c.hop_length, c.win_length,
+                                   w.phase_kind, w.phase_weighting)
             weighted["spectrum"] = weighted_spectrum_loss(terms, w)
         if discriminators is not None:
             adversarial, feature_matching = adversarial_generator_losses(discriminators, generated, target)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vocoder.losses import anti_wrapping, phase_losses, spectrum_losses
+from vocoder.losses import LossWeights, anti_wrapping, phase_losses, spectrum_losses
 from vocoder.modules import AmplitudePhaseHead, Backbone, BackboneConfig
 from vocoder.spectral import InverseSTFT, MelConfig, MelSpectrogram, stft
 
@@ -51,6 +51,29 @@ def test_phase_losses_zero_for_identical_and_invariant_to_2pi():
         assert shifted.total().item() == pytest.approx(base.total().item(), abs=1e-4)
     with pytest.raises(ValueError):
         anti_wrapping(phase, "square")
+
+
+def test_amplitude_weighted_phase_losses_ignore_silent_bins():
+    torch.manual_seed(0)
+    phase = (torch.rand(2, 33, 20) * 2 - 1) * math.pi
+    weight = torch.zeros_like(phase)
+    weight[:, 10:12] = 1.0  # only two loud bins
+    noisy_elsewhere = phase.clone()
+    noisy_elsewhere[:, :10] += torch.randn_like(phase[:, :10])
+    noisy_elsewhere[:, 13:] += torch.randn_like(phase[:, 13:])
+    assert phase_losses(noisy_elsewhere, phase, weight=weight).total().item() == pytest.approx(0.0, abs=1e-6)
+    assert phase_losses(noisy_elsewhere, phase).total().item() > 0.1
+    wrong_loud = phase.clone()
+    wrong_loud[:, 10] += 1.0
+    weighted = phase_losses(wrong_loud, phase, weight=weight)
+    assert weighted.instantaneous_phase.item() == pytest.approx(0.5, abs=1e-5)  # half the weighted bins off by 1
+    assert phase_losses(wrong_loud + 2 * math.pi, phase, weight=weight).total().item() == pytest.approx(
+        weighted.total().item(), abs=1e-4)
+    # Uniform weights are the plain means.
+    plain, uniform = phase_losses(wrong_loud, phase), phase_losses(wrong_loud, phase, weight=torch.ones_like(phase))
+    assert uniform.total().item() == pytest.approx(plain.total().item(), abs=1e-5)
+    with pytest.raises(ValueError, match="phase_weighting"):
+        LossWeights(phase_weighting="loud")
 
 
 def test_head_produces_frames_times_hop_samples_and_finite_losses():

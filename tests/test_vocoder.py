@@ -112,10 +112,11 @@ def test_adversarial_training_step_runs_and_gives_finite_gradients():
     assert "adversarial" not in loss_fn(model(model.mel_spectrogram(target)), target, adversarial=False).terms
 
 
-def test_repeated_steps_lower_the_loss_on_a_fixed_batch():
+@pytest.mark.parametrize("weights", [LossWeights(phase_kind="cos", phase_weighting="none"), LossWeights()])
+def test_repeated_steps_lower_the_loss_on_a_fixed_batch(weights):
     torch.manual_seed(0)
     model = Vocoder(tiny_config())
-    loss_fn = VocoderLoss(model.config, LossWeights(phase_kind="cos"), mel_scales=TINY_MEL_SCALES)
+    loss_fn = VocoderLoss(model.config, weights, mel_scales=TINY_MEL_SCALES)
     t = torch.arange(24 * model.hop_length) / model.sample_rate
     target = (0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.05 * torch.randn_like(t))[None, None]
     mel = model.mel_spectrogram(target)

@@ -62,7 +62,8 @@ class VocoderLoss(nn.Module):
         length = min(generated.shape[-1], target.shape[-1])
         generated, target = generated[..., :length], target[..., :length]
 
-        terms = spectrum_losses(prediction, target, c.n_fft, c.hop_length, c.win_length, w.phase_kind)
+        terms = spectrum_losses(prediction, target, c.n_fft, c.hop_length, c.win_length,
+                                w.phase_kind, w.phase_weighting)
         terms["mel"] = self.mel_loss(generated, target)
         total = weighted_spectrum_loss(terms, w) + w.mel * terms["mel"]
         if adversarial and self.discriminators is not None:
