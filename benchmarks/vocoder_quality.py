@@ -33,6 +33,7 @@ from vocoder import Vocoder, VocoderConfig, load_audio, prepare_waveform
 from vocoder.metrics import MetricAverager, mel_distance, pesq_wideband, stoi
 from vocoder.losses import LossWeights
 from vocoder.model import BACKBONES
+from vocoder.spectral import InverseSTFT, stft
 from vocoder.training import VocoderLoss
 
 # Languages recorded full-band (el and ca are band-limited to 7-9 kHz).
@@ -129,16 +130,26 @@ def griffin_lim(vocoder: Vocoder, mel: torch.Tensor, iterations: int) -> torch.T
     return torch.nn.functional.pad(wav, (shift, 0))[None, None, :length]
 
 
+def true_phase_ceiling(vocoder: Vocoder, mel: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """The pseudo-inverse amplitude with the reference's own phase: what a perfect phase predictor
+    would reach with the prior alone (a ceiling, not a method)."""
+    c = vocoder.config.mel
+    amplitude = torch.exp(vocoder.mel_spectrogram.pseudo_inverse(mel))
+    phase = torch.angle(stft(reference, c.n_fft, c.hop_length, c.win_length))[..., : mel.shape[-1]]
+    istft = InverseSTFT(c.n_fft, c.hop_length, c.win_length)
+    return istft(amplitude * torch.cos(phase), amplitude * torch.sin(phase))[:, None]
+
+
 def score(clips: Sequence[torch.Tensor], mels: Sequence[torch.Tensor], synthesise: Callable, rate: int,
           hop: int) -> Dict[str, float]:
-    """Mean PESQ / STOI / mel distance of ``synthesise(mel)`` against each clip, plus the real-time
-    factor of the synthesis alone (process CPU time / audio duration)."""
+    """Mean PESQ / STOI / mel distance of ``synthesise(mel, reference)`` against each clip, plus the
+    real-time factor of the synthesis alone (process CPU time / audio duration)."""
     averager, cpu, audio = MetricAverager(), 0.0, 0.0
     for clip, mel in zip(clips, tqdm(mels, desc="evaluating", leave=False)):
         reference = clip[None, None, : mel.shape[-1] * hop]
         start = time.process_time()
         with torch.no_grad():
-            estimate = synthesise(mel)
+            estimate = synthesise(mel, reference)
         cpu += time.process_time() - start
         audio += reference.shape[-1] / rate
         averager.add("pesq_wb", pesq_wideband(reference, estimate, rate))
@@ -211,14 +222,16 @@ def main() -> None:
           f"{args.threads} thread(s); train {len(train_clips)} files / {train_minutes:.1f} min, "
           f"held out {len(eval_clips)} files / {eval_minutes:.1f} min")
     print(f"{'method':<28} {'PESQ-wb':>8} {'STOI':>6} {'mel dist':>9} {'RTF':>8}")
+    print_row("prior + true phase (ceiling)",
+              score(eval_clips, eval_mels, lambda m, ref: true_phase_ceiling(vocoder, m, ref), rate, hop))
     for iterations in args.griffin_lim_iterations:
         torch.manual_seed(args.seed)
         print_row(f"griffin-lim {iterations} it",
-                  score(eval_clips, eval_mels, lambda m: griffin_lim(vocoder, m, iterations), rate, hop))
+                  score(eval_clips, eval_mels, lambda m, ref: griffin_lim(vocoder, m, iterations), rate, hop))
     results = {}
 
     def report(step: int, cpu_seconds: float) -> None:
-        results.update(score(eval_clips, eval_mels, vocoder.decode, rate, hop))
+        results.update(score(eval_clips, eval_mels, lambda m, ref: vocoder.decode(m), rate, hop))
         print_row(f"vocoder {step} st / {cpu_seconds:.0f} CPU s", results)
 
     if args.model:
