@@ -86,11 +86,11 @@ def train(vocoder: Vocoder, clips: Sequence[torch.Tensor], args: argparse.Namesp
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.8, 0.99))
     rng = random.Random(args.seed)
     length = int(args.segment_seconds * vocoder.sample_rate) // vocoder.hop_length * vocoder.hop_length
-    used, step, next_report = 0.0, 0, args.report_every
+    used, step, next_report, reported = 0.0, 0, args.report_every, -1
     progress = tqdm(total=int(args.max_cpu_seconds), desc="training (CPU s)", unit="s")
+    vocoder.train()
     while used < args.max_cpu_seconds and step < args.max_steps:
         start = time.process_time()
-        vocoder.train()
         target = random_batch(clips, args.batch_size, length, rng)
         with torch.no_grad():
             mel = vocoder.mel_spectrogram(target)
@@ -107,10 +107,13 @@ def train(vocoder: Vocoder, clips: Sequence[torch.Tensor], args: argparse.Namesp
         if args.report_every and used >= next_report:
             vocoder.eval()
             report(step, used)
+            vocoder.train()
             next_report += args.report_every
+            reported = step
     progress.close()
     vocoder.eval()
-    report(step, used)
+    if reported != step:  # the last periodic report may already cover the final step
+        report(step, used)
     return step
 
 
@@ -130,13 +133,13 @@ def griffin_lim(vocoder: Vocoder, mel: torch.Tensor, iterations: int) -> torch.T
     return torch.nn.functional.pad(wav, (shift, 0))[None, None, :length]
 
 
-def true_phase_ceiling(vocoder: Vocoder, mel: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def true_phase_ceiling(vocoder: Vocoder, istft: InverseSTFT, mel: torch.Tensor,
+                       reference: torch.Tensor) -> torch.Tensor:
     """The pseudo-inverse amplitude with the reference's own phase: what a perfect phase predictor
-    would reach with the prior alone (a ceiling, not a method)."""
+    would reach with the prior alone (a ceiling, not a method). ``istft`` is at the mel's STFT."""
     c = vocoder.config.mel
     amplitude = torch.exp(vocoder.mel_spectrogram.pseudo_inverse(mel))
     phase = torch.angle(stft(reference, c.n_fft, c.hop_length, c.win_length))[..., : mel.shape[-1]]
-    istft = InverseSTFT(c.n_fft, c.hop_length, c.win_length)
     return istft(amplitude * torch.cos(phase), amplitude * torch.sin(phase))[:, None]
 
 
@@ -200,6 +203,8 @@ def main() -> None:
         vocoder = Vocoder(VocoderConfig(backbone=replace(BACKBONES[args.backbone]),
                                         amplitude_prior=args.amplitude_prior))
     if args.freeze_amplitude:
+        if not vocoder.config.amplitude_prior:
+            parser.error("--freeze-amplitude needs the amplitude prior (the amplitude would stay random)")
         vocoder.head.amplitude.requires_grad_(False)
     files = speech_files(args.data, LANGUAGES)
     if not files:
@@ -222,17 +227,18 @@ def main() -> None:
           f"{args.threads} thread(s); train {len(train_clips)} files / {train_minutes:.1f} min, "
           f"held out {len(eval_clips)} files / {eval_minutes:.1f} min")
     print(f"{'method':<28} {'PESQ-wb':>8} {'STOI':>6} {'mel dist':>9} {'RTF':>8}")
-    print_row("prior + true phase (ceiling)",
-              score(eval_clips, eval_mels, lambda m, ref: true_phase_ceiling(vocoder, m, ref), rate, hop))
+    c = vocoder.config.mel
+    mel_istft = InverseSTFT(c.n_fft, c.hop_length, c.win_length)
+    print_row("prior + true phase (ceiling)", score(
+        eval_clips, eval_mels, lambda m, ref: true_phase_ceiling(vocoder, mel_istft, m, ref), rate, hop))
     for iterations in args.griffin_lim_iterations:
         torch.manual_seed(args.seed)
         print_row(f"griffin-lim {iterations} it",
                   score(eval_clips, eval_mels, lambda m, ref: griffin_lim(vocoder, m, iterations), rate, hop))
-    results = {}
 
     def report(step: int, cpu_seconds: float) -> None:
-        results.update(score(eval_clips, eval_mels, lambda m, ref: vocoder.decode(m), rate, hop))
-        print_row(f"vocoder {step} st / {cpu_seconds:.0f} CPU s", results)
+        print_row(f"vocoder {step} st / {cpu_seconds:.0f} CPU s",
+                  score(eval_clips, eval_mels, lambda m, ref: vocoder.decode(m), rate, hop))
 
     if args.model:
         report(0, 0.0)
