@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode = commands.add_parser("decode", help=".grvq stream -> audio file")
     decode.add_argument("input", type=Path, help=".grvq file")
     decode.add_argument("output", type=Path, help="output audio file; format from the extension (.wav, .flac, ...)")
+    decode.add_argument("--refine", type=int, default=None, metavar="N",
+                        help="spectral codec: phase refinement iterations of its vocoder (default: the vocoder's "
+                             "default; more is slower and better, 0 is the network alone)")
     add_model_options(decode)
     return parser
 
@@ -100,7 +103,7 @@ def decode_file(args: argparse.Namespace) -> None:
         raise BitstreamError(f"no such stream file: {args.input}")
     data = args.input.read_bytes()
     model = load_model(args)
-    audio, sample_rate = model.decompress(data)
+    audio, sample_rate = model.decompress(data, refine=args.refine)
     if audio.shape[0] != 1:
         raise BitstreamError(f"stream holds {audio.shape[0]} signals; decode it with Codec.decompress")
     try:

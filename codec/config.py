@@ -10,8 +10,12 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Tuple
 
+from vocoder.model import VocoderConfig
 from vocoder.modules import BackboneConfig
 
+from .spectral import SpectralConfig
+
+CODEC_KINDS = ("waveform", "spectral")
 DECODER_KINDS = ("frame", "conv")
 
 
@@ -85,6 +89,11 @@ class ChunkConfig:
 class CodecConfig:
     """Architecture of a :class:`~codec.Codec`.
 
+    ``kind="waveform"``: a SEANet encoder on the waveform and a waveform decoder (``decoder``).
+    ``kind="spectral"``: a mel encoder/decoder (``spectral``) around the same quantizer, and the
+    mel ``vocoder`` (stored inside the codec) with phase refinement makes the waveform; the hop is
+    the vocoder's mel hop times ``spectral.downsample`` and the waveform-only fields are unused.
+
     ``strides`` are listed in decoder (upsampling) order as in HiFi-Codec and EnCodec; the SEANet
     encoder applies them in reverse. Their product is the hop: 320 samples = 50 frames/s at
     16 kHz. ``decoder="frame"`` is the vocoder's ConvNeXt trunk + amplitude/phase head (the
@@ -92,6 +101,7 @@ class CodecConfig:
     """
 
     sample_rate: int = 16_000
+    kind: str = "waveform"
     strides: Tuple[int, ...] = (8, 5, 4, 2)
     latent_dim: int = 256
     encoder_filters: int = 32
@@ -105,10 +115,17 @@ class CodecConfig:
     conv_decoder_lstm_layers: int = 0
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     chunking: ChunkConfig = field(default_factory=ChunkConfig)
+    spectral: SpectralConfig = field(default_factory=SpectralConfig)
+    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.kind not in CODEC_KINDS:
+            raise ValueError(f"kind must be one of {CODEC_KINDS}, got {self.kind!r}")
+        if self.kind == "spectral" and self.vocoder.mel.sample_rate != self.sample_rate:
+            raise ValueError(f"the vocoder's mel sample rate ({self.vocoder.mel.sample_rate}) must equal the "
+                             f"codec's ({self.sample_rate})")
         if not self.strides or any(s < 1 for s in self.strides):
             raise ValueError(f"strides must be positive integers, got {self.strides}")
         if self.decoder not in DECODER_KINDS:
@@ -123,6 +140,8 @@ class CodecConfig:
 
     @property
     def hop_length(self) -> int:
+        if self.kind == "spectral":
+            return self.vocoder.hop_length * self.spectral.downsample
         return math.prod(self.strides)
 
     @property
@@ -136,11 +155,21 @@ class CodecConfig:
         return replace(base, **overrides)
 
     @classmethod
+    def spectral_default(cls, **overrides) -> "CodecConfig":
+        """The shipped design: mel encoder/decoder (ConvNeXt, 3 + 3 blocks each side) around GRVQ
+        2 x 2 x 1024 at 50 frames/s, the default mel vocoder inside; about 5.4 M codec parameters."""
+        base = cls(kind="spectral", chunking=ChunkConfig(frames=500, encode_context=24, decode_context=64))
+        return replace(base, **overrides)
+
+    @classmethod
     def tiny(cls, **overrides) -> "CodecConfig":
-        """A very small model with the default framing, for tests and smoke runs (not for quality)."""
+        """A very small model with the default framing, for tests and smoke runs (not for quality).
+        ``kind="spectral"`` gives a tiny spectral codec with a tiny vocoder inside."""
+        small = BackboneConfig(kind="convnext", dim=32, intermediate_dim=64, num_layers=2)
         base = cls(
-            latent_dim=32, encoder_filters=4, conv_decoder_filters=4,
-            backbone=BackboneConfig(kind="convnext", dim=32, intermediate_dim=64, num_layers=2),
+            latent_dim=32, encoder_filters=4, conv_decoder_filters=4, backbone=small,
             quantizer=QuantizerConfig(codebook_size=64, kmeans_iters=2),
+            spectral=SpectralConfig(mel_stage=replace(small, num_layers=1), code_stage=replace(small, num_layers=1)),
+            vocoder=VocoderConfig(backbone=replace(small)),
         )
         return replace(base, **overrides)

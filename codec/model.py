@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from vocoder.audio import ArrayLike, prepare_waveform
 from vocoder.checkpoint import Pretrained, config_to_dict
+from vocoder.model import Vocoder
 from vocoder.modules import AmplitudePhaseHead, Backbone, SpectrumPrediction
 
 from . import bitstream
@@ -32,6 +33,7 @@ from .bitstream import BitstreamError, StreamHeader
 from .chunking import ChunkSpan, chunk_spans
 from .config import CodecConfig
 from .quantizer import GroupResidualQuantizer
+from .spectral import MelDecoder, MelEncoder
 
 DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
 
@@ -40,10 +42,12 @@ DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
 class CodecOutput:
     """Result of the training pass :meth:`Codec.forward`."""
 
-    audio: torch.Tensor  # [B, 1, T], same length as the input
+    audio: Optional[torch.Tensor]  # [B, 1, T], same length as the input (None for the spectral codec)
     codes: torch.Tensor  # [B, K, F]; -1 marks levels skipped by quantizer dropout
     quantizer_loss: torch.Tensor  # scalar commitment loss (zero in eval mode)
-    spectrum: Optional[SpectrumPrediction]  # frame decoder's spectra (None for the conv decoder)
+    spectrum: Optional[SpectrumPrediction] = None  # frame decoder's spectra (waveform codec)
+    mel: Optional[torch.Tensor] = None  # spectral codec: decoded log-mel [B, n_mels, F * downsample]
+    target_mel: Optional[torch.Tensor] = None  # spectral codec: the input's log-mel, same shape
 
 
 class FrameDecoder(nn.Module):
@@ -81,18 +85,32 @@ class Codec(nn.Module, Pretrained):
     def __init__(self, config: Optional[CodecConfig] = None) -> None:
         super().__init__()
         self.config = config = config or CodecConfig()
+        self.quantizer = GroupResidualQuantizer(config.latent_dim, config.quantizer)
+        if config.kind == "spectral":
+            self.encoder: nn.Module = MelEncoder(config.vocoder.mel, config.spectral, config.latent_dim)
+            self.decoder: nn.Module = MelDecoder(config.vocoder.mel, config.spectral, config.latent_dim)
+            self.vocoder: Optional[Vocoder] = Vocoder(config.vocoder)
+            return
+        self.vocoder = None
         self.encoder = _quiet_seanet(
             SEANetEncoder, channels=1, dimension=config.latent_dim, n_filters=config.encoder_filters,
             n_residual_layers=config.encoder_residual_layers, ratios=list(config.strides),
             lstm=config.encoder_lstm_layers)
-        self.quantizer = GroupResidualQuantizer(config.latent_dim, config.quantizer)
         if config.decoder == "frame":
-            self.decoder: nn.Module = FrameDecoder(config)
+            self.decoder = FrameDecoder(config)
         else:
             self.decoder = _quiet_seanet(
                 SEANetDecoder, channels=1, dimension=config.latent_dim, n_filters=config.conv_decoder_filters,
                 n_residual_layers=config.encoder_residual_layers,  # mirrors the encoder
                 ratios=list(config.strides), lstm=config.conv_decoder_lstm_layers)
+
+    def load_vocoder(self, vocoder: Vocoder) -> None:
+        """Copy a trained :class:`~vocoder.Vocoder`'s weights into this spectral codec (same config)."""
+        if self.vocoder is None:
+            raise ValueError("only a spectral codec holds a vocoder")
+        if config_to_dict(vocoder.config) != config_to_dict(self.config.vocoder):
+            raise ValueError("the vocoder's config differs from the codec's vocoder config")
+        self.vocoder.load_state_dict(vocoder.state_dict())
 
     # ----------------------------------------------------------------------------------- properties
 
@@ -145,19 +163,32 @@ class Codec(nn.Module, Pretrained):
 
     # -------------------------------------------------------------------------------------- training
 
-    def _synthesise(self, latent: torch.Tensor) -> Tuple[torch.Tensor, Optional[SpectrumPrediction]]:
-        """Quantized latent ``[B, D, F]`` -> waveform ``[B, 1, F * hop]`` (and spectra, frame decoder)."""
+    def _synthesise(self, latent: torch.Tensor, refine: Optional[int] = None
+                    ) -> Tuple[torch.Tensor, Optional[SpectrumPrediction]]:
+        """Quantized latent ``[B, D, F]`` -> waveform ``[B, 1, F * hop]`` (and spectra, frame decoder).
+        ``refine``: phase refinement iterations of the spectral codec's vocoder (None: its default)."""
+        if self.vocoder is not None:
+            return self.vocoder.decode(self.decoder(latent), refine=refine), None
         if isinstance(self.decoder, FrameDecoder):
             spectrum = self.decoder(latent)
             return spectrum.waveform, spectrum
         return self.decoder(latent), None
 
     def forward(self, wav: torch.Tensor, num_codebooks: Optional[int] = None) -> CodecOutput:
-        """Training pass on ``wav [B, 1, T]`` at :attr:`sample_rate`; quantizer dropout in train mode."""
+        """Training pass on ``wav [B, 1, T]`` at :attr:`sample_rate`; quantizer dropout in train mode.
+
+        The spectral codec returns the decoded and the input log-mel (no waveform: it trains on
+        mel frames); the waveform codec returns the decoded waveform (and spectra)."""
         if wav.dim() != 3 or wav.shape[1] != 1:
             raise ValueError(f"forward expects mono audio [B, 1, T], got {tuple(wav.shape)}")
         length = wav.shape[-1]
         padded = F.pad(wav, (0, -length % self.hop_length))
+        if self.vocoder is not None:
+            with torch.no_grad():
+                target_mel = self.encoder.mel_spectrogram(padded)
+            quantized = self.quantizer(self.encoder.encode_mel(target_mel), num_codebooks)
+            return CodecOutput(None, quantized.codes, quantized.loss, mel=self.decoder(quantized.quantized),
+                               target_mel=target_mel)
         quantized = self.quantizer(self.encoder(padded), num_codebooks)
         audio, spectrum = self._synthesise(quantized.quantized)
         return CodecOutput(audio[..., :length], quantized.codes, quantized.loss, spectrum)
@@ -218,18 +249,27 @@ class Codec(nn.Module, Pretrained):
             raise ValueError(f"codes must lie in [0, {self.codebook_size}), got {int(codes.min())}..{int(codes.max())}")
         return codes.long()
 
-    def decode(self, codes: Union[torch.Tensor, np.ndarray], progress: Optional[bool] = None) -> torch.Tensor:
-        """Waveform ``[B, 1, F * hop]`` at :attr:`sample_rate` from codes ``[B, K, F]`` (any valid ``K``)."""
-        return self._decode(self._check_codes(codes), progress)
+    def decode(self, codes: Union[torch.Tensor, np.ndarray], progress: Optional[bool] = None,
+               refine: Optional[int] = None) -> torch.Tensor:
+        """Waveform ``[B, 1, F * hop]`` at :attr:`sample_rate` from codes ``[B, K, F]`` (any valid ``K``).
 
-    def _decode(self, codes: torch.Tensor, progress: Optional[bool]) -> torch.Tensor:
+        ``refine`` (spectral codec only): phase refinement iterations of its vocoder, ``None`` for
+        the vocoder's default (see :meth:`vocoder.Vocoder.decode`), ``0`` for the network alone."""
+        return self._decode(self._check_codes(codes), progress, self._check_refine(refine))
+
+    def _check_refine(self, refine: Optional[int]) -> Optional[int]:
+        if refine is not None and self.vocoder is None:
+            raise ValueError("refine applies to the spectral codec only; this waveform codec has no vocoder")
+        return refine
+
+    def _decode(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int] = None) -> torch.Tensor:
         batch, _, num_frames = codes.shape
         hop, device = self.hop_length, self.device
         audio = torch.empty(batch, 1, num_frames * hop, device=device)  # a normal tensor, as in _encode
         with self._evaluating(), torch.inference_mode():
             for span in self._chunks(num_frames, self.config.chunking.decode_context, progress, "decoding"):
                 latent = self.quantizer.decode(codes[..., span.context_start:span.context_stop].to(device))
-                wav, _ = self._synthesise(latent)
+                wav, _ = self._synthesise(latent, refine)
                 keep = wav[..., span.offset * hop:(span.offset + span.stop - span.start) * hop]
                 audio[..., span.start * hop:span.stop * hop] = keep
         return audio
@@ -264,10 +304,13 @@ class Codec(nn.Module, Pretrained):
         if header.fingerprint != self.fingerprint():
             raise BitstreamError("stream was made by a different model (fingerprint mismatch)")
 
-    def decompress(self, data: bytes, progress: Optional[bool] = None) -> Tuple[torch.Tensor, int]:
-        """Decode a ``.grvq`` stream: ``(audio [B, 1, T], sample_rate)`` with ``T`` the original length."""
+    def decompress(self, data: bytes, progress: Optional[bool] = None,
+                   refine: Optional[int] = None) -> Tuple[torch.Tensor, int]:
+        """Decode a ``.grvq`` stream: ``(audio [B, 1, T], sample_rate)`` with ``T`` the original length
+        (``refine`` as in :meth:`decode`)."""
+        refine = self._check_refine(refine)
         header, codes = bitstream.unpack(data)
         self.check_stream(header)
-        audio = self._decode(torch.from_numpy(codes), progress)
+        audio = self._decode(torch.from_numpy(codes), progress, refine)
         return audio[..., :header.length], self.sample_rate
 

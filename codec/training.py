@@ -56,8 +56,16 @@ class CodecLoss(nn.Module):
 
     def forward(self, output: CodecOutput, target: torch.Tensor,
                 discriminators: Optional[Discriminators] = None) -> CodecLossOutput:
-        """``output`` of ``Codec.forward(target)``; ``target`` is the input waveform ``[B, 1, T]``."""
+        """``output`` of ``Codec.forward(target)``; ``target`` is the input waveform ``[B, 1, T]``.
+        For the spectral codec the loss compares ``output.mel`` with ``output.target_mel`` (the
+        mel L1 weighted by ``weights.mel``) and takes no discriminators."""
         c, w = self.config, self.weights
+        if output.mel is not None:
+            # Spectral codec: L1 on log-mel frames (its vocoder is trained on its own).
+            weighted = {"mel": w.mel * (output.mel - output.target_mel).abs().mean(),
+                        "quantizer": w.quantizer * output.quantizer_loss}
+            total = sum(weighted.values())
+            return CodecLossOutput(total, {name: value.detach() for name, value in weighted.items()})
         generated = output.audio
         if generated.shape != target.shape:
             raise ValueError(f"generated audio {tuple(generated.shape)} and target {tuple(target.shape)} differ in shape")

@@ -143,6 +143,9 @@ def build_app(models: DemoModels, limits: Optional[DemoLimits] = None,
                     source = gr.Audio(sources=audio_sources, type="filepath", elem_id="codec-input",
                                       label=f"Audio ({upload_limits})")
                     bitrate = gr.Dropdown(choices, value=choices[-1][1], label="Bitrate", elem_id="codec-bitrate")
+                    quality = gr.Radio(["default", "best"], value="default", elem_id="codec-quality",
+                                       label="Decoding quality (best: more phase refinement, slower)",
+                                       visible=codec.vocoder is not None)
                     roundtrip = gr.Button("Compress and decode", variant="primary", elem_id="codec-run")
                 with gr.Column():
                     reconstruction = gr.Audio(label="Decoded from the .grvq stream", type="filepath",
@@ -152,7 +155,7 @@ def build_app(models: DemoModels, limits: Optional[DemoLimits] = None,
             with gr.Row():
                 original_picture = gr.Image(label="Original (log-mel)", type="numpy", format="png", interactive=False)
                 decoded_picture = gr.Image(label="Decoded (log-mel)", type="numpy", format="png", interactive=False)
-            roundtrip.click(handlers.codec_roundtrip, inputs=[source, bitrate],
+            roundtrip.click(handlers.codec_roundtrip, inputs=[source, bitrate, quality],
                             outputs=[reconstruction, original_picture, decoded_picture, codec_summary, stream], **heavy)
 
     app.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)

@@ -19,12 +19,15 @@ import numpy as np
 import torch
 
 from vocoder.audio import AudioError, load_audio, prepare_waveform, save_audio
+from vocoder.model import REFINE_BEST
 
 from .models import DemoModels
 from .pictures import spectrogram_image
 from .workspace import Workspace
 
 MAX_SEED = 2**31 - 1
+# The codec tab's decoding quality: phase refinement iterations of a spectral codec's vocoder.
+CODEC_QUALITY = {"default": None, "best": REFINE_BEST}
 _UNTRAINED_NOTE = "Random weights: the model is untrained, so the output is noise."
 
 
@@ -280,8 +283,12 @@ class DemoHandlers:
         picture = spectrogram_image(audio, sample_rate, marker_seconds=marker_seconds)
         return GenerationResult(str(path), picture, summary, seed)
 
-    def codec_roundtrip(self, audio_path: Optional[str], num_codebooks: Optional[float] = None) -> CodecResult:
-        """Compress an upload to a ``.grvq`` stream with ``num_codebooks`` codebooks and decode it back."""
+    def codec_roundtrip(self, audio_path: Optional[str], num_codebooks: Optional[float] = None,
+                        quality: str = "default") -> CodecResult:
+        """Compress an upload to a ``.grvq`` stream with ``num_codebooks`` codebooks and decode it back
+        (``quality="best"``: the vocoder's best-quality phase refinement, slower)."""
+        if quality not in CODEC_QUALITY:
+            raise gr.Error(f"Quality must be one of {', '.join(CODEC_QUALITY)}, got {quality!r}.")
         codec = self.models.codec
         wav, sample_rate = self.read_upload(audio_path, self.limits.max_upload_seconds)
         allowed = self.models.codebook_choices()
@@ -292,7 +299,8 @@ class DemoHandlers:
         started = time.perf_counter()
         try:
             data = codec.compress(wav, sample_rate, num_codebooks=count)
-            decoded, decoded_rate = codec.decompress(data)
+            refine = CODEC_QUALITY[quality] if codec.vocoder is not None else None
+            decoded, decoded_rate = codec.decompress(data, refine=refine)
         except ValueError as err:
             raise gr.Error(str(err)) from None
         elapsed = time.perf_counter() - started

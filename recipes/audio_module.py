@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import lightning as L
 import torch
@@ -31,19 +31,31 @@ DISCRIMINATOR_CONFIG = "discriminators.json"
 
 
 class AudioDataModule(L.LightningDataModule):
-    """Fixed-length crops of a corpus manifest: random crops for training, fixed ones for validation."""
+    """Fixed-length crops of a corpus manifest: random crops for training, fixed ones for validation.
+
+    ``exclude`` drops recordings from training by recording-id prefix (a source name, or
+    ``source/folder``); validation reads ``valid_manifest`` (default: the training manifest), split
+    ``valid_split`` (``null``: every split), keeping the recordings under the ``valid_include``
+    prefixes (default: all). Together they hold a whole source out as unseen validation data.
+    """
 
     def __init__(self, manifest: str, sample_rate: int, segment_seconds: float = 1.0,
                  valid_segment_seconds: float = 3.0, batch_size: int = 8, num_workers: int = 0,
-                 valid_batch_size: int = 4, **_: Any) -> None:
+                 valid_batch_size: int = 4, exclude: Sequence[str] = (), valid_manifest: Optional[str] = None,
+                 valid_split: Optional[str] = "valid", valid_include: Optional[Sequence[str]] = None,
+                 **_: Any) -> None:
         super().__init__()
         self.manifest, self.sample_rate = manifest, sample_rate
         self.segment_seconds, self.valid_segment_seconds = segment_seconds, valid_segment_seconds
         self.batch_size, self.valid_batch_size, self.num_workers = batch_size, valid_batch_size, num_workers
+        self.exclude, self.valid_manifest = tuple(exclude), valid_manifest or manifest
+        self.valid_split, self.valid_include = valid_split, valid_include
 
     def setup(self, stage: Optional[str] = None) -> None:
-        self.train_set = AudioSegmentDataset(self.manifest, "train", self.segment_seconds, self.sample_rate)
-        self.valid_set = AudioSegmentDataset(self.manifest, "valid", self.valid_segment_seconds, self.sample_rate)
+        self.train_set = AudioSegmentDataset(self.manifest, "train", self.segment_seconds, self.sample_rate,
+                                             exclude=self.exclude)
+        self.valid_set = AudioSegmentDataset(self.valid_manifest, self.valid_split, self.valid_segment_seconds,
+                                             self.sample_rate, include=self.valid_include)
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
@@ -69,9 +81,9 @@ class AudioGanModule(L.LightningModule):
         self.save_hyperparameters(config)
         self.config = config
         self.automatic_optimization = False
-        self.optim = dict(config.get("optim", {}))
-        self.weights = config_from_dict(LossWeights, config.get("loss", {}), "loss")
-        self.discriminator_config = config_from_dict(DiscriminatorConfig, config.get("discriminators", {}),
+        self.optim = config["optim"]  # checked and completed by recipes.config.GanOptimConfig
+        self.weights = config_from_dict(LossWeights, config["loss"], "loss")
+        self.discriminator_config = config_from_dict(DiscriminatorConfig, config["discriminators"],
                                                      "discriminators")
         self.discriminators = Discriminators(self.discriminator_config)
 
@@ -91,26 +103,28 @@ class AudioGanModule(L.LightningModule):
     # -- Lightning --------------------------------------------------------------------------------
 
     def datamodule(self) -> AudioDataModule:
-        return AudioDataModule(sample_rate=self.sample_rate, **self.config.get("data", {}))
+        return AudioDataModule(sample_rate=self.sample_rate, **self.config["data"])
 
     def configure_optimizers(self):
-        lr = float(self.optim.get("lr", 2e-4))
-        betas = tuple(self.optim.get("betas", (0.8, 0.99)))
-        decay = float(self.optim.get("lr_decay", 1.0))  # per step, exponential
+        lr, betas, decay = self.optim["lr"], tuple(self.optim["betas"]), self.optim["lr_decay"]
         gen = torch.optim.AdamW(self.generator.parameters(), lr=lr, betas=betas)
         disc = torch.optim.AdamW(self.discriminators.parameters(), lr=lr, betas=betas)
         schedulers = [torch.optim.lr_scheduler.ExponentialLR(opt, decay) for opt in (gen, disc)]
         return [gen, disc], [{"scheduler": s, "interval": "step"} for s in schedulers]
 
     def adversarial_active(self) -> bool:
-        return self.global_step >= int(self.optim.get("adversarial_start_step", 0))
+        return self.global_step >= self.optim["adversarial_start_step"]
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         audio = batch["audio"]
         gen_opt, disc_opt = self.optimizers()
         gen_sched, disc_sched = self.lr_schedulers()
         adversarial = self.adversarial_active()
-        clip = float(self.optim.get("grad_clip", 1000.0))
+        clip = self.optim["grad_clip"]
+        # Lightning counts every optimizer step of manual optimisation as a global step; only the
+        # generator's counts here, so max_steps, checkpoint intervals and adversarial_start_step
+        # all count batches.
+        disc_opt._on_before_step = disc_opt._on_after_step = _uncounted
 
         generated, loss, terms = self.generator_loss(audio, adversarial)
         gen_opt.zero_grad(set_to_none=True)
@@ -143,13 +157,17 @@ class AudioGanModule(L.LightningModule):
             ref, est = audio[i, :, :valid], estimate[i, :, :valid]
             metrics.add("mel_distance", mel_distance(ref, est, self.sample_rate))
             metrics.add("si_sdr", si_sdr(ref, est))
-            if self.config.get("data", {}).get("speech", False):
+            if self.config["data"]["speech"]:
                 metrics.add("pesq", _optional(pesq_wideband, ref, est, self.sample_rate))
                 metrics.add("stoi", _optional(stoi, ref, est, self.sample_rate))
 
     def on_validation_epoch_end(self) -> None:
         means = self._metrics.means()
         self.log_dict({f"val/{k}": v for k, v in means.items()}, prog_bar=True, sync_dist=True)
+
+    def warm_start(self, directory: Path) -> None:
+        """Start from the weights of a saved generator (``init: DIR``); its config must match."""
+        self.generator.load_weights_from(directory)
 
     # -- export -----------------------------------------------------------------------------------
 
@@ -161,6 +179,10 @@ class AudioGanModule(L.LightningModule):
         save_file(state, str(directory / DISCRIMINATOR_WEIGHTS))
         (directory / DISCRIMINATOR_CONFIG).write_text(
             json.dumps(config_to_dict(self.discriminator_config), indent=2) + "\n")
+
+
+def _uncounted() -> None:
+    """Replaces Lightning's step-counting hooks on the discriminators' optimizer."""
 
 
 def _optional(metric, *args) -> Optional[float]:

@@ -126,6 +126,13 @@ def read_manifest(path: PathLike, split: Optional[str] = None, check_files: bool
     return entries
 
 
+def selected(entry: ManifestEntry, include: Optional[Sequence[str]] = None, exclude: Sequence[str] = ()) -> bool:
+    """Whether ``entry``'s recording id (``source/path``) starts with one of ``include`` (all when
+    None) and with none of ``exclude``: a source name selects a whole source, a longer prefix a folder."""
+    rid = entry.recording_id
+    return (include is None or rid.startswith(tuple(include))) and not rid.startswith(tuple(exclude))
+
+
 def mix_clips(a: torch.Tensor, b: torch.Tensor, snr_db: float, peak: float = 0.99) -> torch.Tensor:
     """Mix ``b`` into ``a`` so that the power ratio a : b is ``snr_db``; both ``[..., T]`` of one shape.
 
@@ -153,9 +160,10 @@ class AudioSegmentDataset(Dataset):
     Files at another rate than ``sample_rate`` are resampled on the fly.
     """
 
-    def __init__(self, manifest: PathLike, split: str = "train", segment_seconds: float = 1.0,
+    def __init__(self, manifest: PathLike, split: Optional[str] = "train", segment_seconds: float = 1.0,
                  sample_rate: int = 16_000, crop: Optional[CropMode] = None,
-                 min_duration: float = 0.0, check_files: bool = True) -> None:
+                 min_duration: float = 0.0, check_files: bool = True,
+                 include: Optional[Sequence[str]] = None, exclude: Sequence[str] = ()) -> None:
         if not segment_seconds > 0:
             raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
         if crop is not None and crop not in ("random", "start", "center"):
@@ -164,9 +172,11 @@ class AudioSegmentDataset(Dataset):
         self.sample_rate = check_sample_rate(sample_rate)
         self.segment_samples = int(round(segment_seconds * self.sample_rate))
         self.crop: CropMode = crop or ("random" if split == "train" else "start")
-        self.entries = [e for e in read_manifest(manifest, split, check_files) if e.duration >= min_duration]
+        self.entries = [e for e in read_manifest(manifest, split, check_files)
+                        if e.duration >= min_duration and selected(e, include, exclude)]
         if not self.entries:
-            raise ManifestError(f"{manifest} has no {split!r} entries of at least {min_duration} s")
+            raise ManifestError(f"{manifest} has no {split or 'any'!r} entries of at least {min_duration} s"
+                                + (" with the chosen include/exclude prefixes" if include or exclude else ""))
 
     def __len__(self) -> int:
         return len(self.entries)

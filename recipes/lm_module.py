@@ -91,9 +91,9 @@ class LanguageModelModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(config)
         self.config = config
-        self.lm_config = config_from_dict(LMConfig, config.get("model", {}), "model")
+        self.lm_config = config_from_dict(LMConfig, config["model"], "model")
         self.lm = AudioLanguageModel(self.lm_config)
-        self.optim = dict(config.get("optim", {}))
+        self.optim = config["optim"]  # checked and completed by recipes.config.LMOptimConfig
         # The frozen text encoder is neither trained nor checkpointed: kept out of the module tree.
         self._conditioner: List[TextConditioner] = [build_conditioner(self.lm_config.conditioner).eval()]
 
@@ -102,15 +102,17 @@ class LanguageModelModule(L.LightningModule):
         return self._conditioner[0]
 
     def datamodule(self) -> TokenDataModule:
-        data = dict(self.config.get("data", {}))
-        if "tokens" not in data:
-            raise RecipeConfigError("set data.tokens to a directory written by recipes.extract_tokens")
-        data.setdefault("max_frames", self._max_frames())
+        data = dict(self.config["data"])
+        data["max_frames"] = data["max_frames"] or self._max_frames()
         return TokenDataModule(**data)
 
     def _max_frames(self) -> int:
-        # The delay pattern adds K - 1 steps; keep every training sequence inside the context.
-        return self.lm_config.max_seq_len - self.lm_config.num_codebooks
+        # Every training sequence, laid out by the model's own pattern, must fit in the context.
+        return self.lm.pattern.max_frames(self.lm_config.max_seq_len)
+
+    def warm_start(self, directory: Path) -> None:
+        """Start from the weights of a saved model (``init: DIR``); its config must match."""
+        self.lm.load_weights_from(directory)
 
     def on_fit_start(self) -> None:
         self.conditioner.to(self.device)
@@ -134,15 +136,14 @@ class LanguageModelModule(L.LightningModule):
             self.log(f"val/perplexity_k{k}", torch.exp(value), sync_dist=True, batch_size=size)
 
     def configure_optimizers(self):
-        lr = float(self.optim.get("lr", 5e-4))
-        warmup = max(1, int(self.optim.get("warmup_steps", 500)))
+        lr, warmup = self.optim["lr"], self.optim["warmup_steps"]
         decay, no_decay = [], []
         for name, param in self.lm.named_parameters():
             (decay if param.dim() >= 2 and "embed" not in name else no_decay).append(param)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": float(self.optim.get("weight_decay", 0.1))},
+            [{"params": decay, "weight_decay": self.optim["weight_decay"]},
              {"params": no_decay, "weight_decay": 0.0}],
-            lr=lr, betas=tuple(self.optim.get("betas", (0.9, 0.95))))
+            lr=lr, betas=tuple(self.optim["betas"]))
 
         def warmup_then_inverse_sqrt(step: int) -> float:
             step += 1
@@ -155,6 +156,6 @@ class LanguageModelModule(L.LightningModule):
         """Save ``lm/`` and a copy of the codec as ``codec/``: a directory ``AudioGen.from_pretrained`` loads."""
         directory = Path(directory)
         self.lm.save_pretrained(directory / "lm", half=half)
-        codec = self.config.get("data", {}).get("codec")
+        codec = self.config["data"]["codec"]
         if codec:
             shutil.copytree(codec, directory / "codec", dirs_exist_ok=True)

@@ -299,15 +299,21 @@ def collect_hydrogen(root: Path, source: str) -> Iterator[SourceFile]:
             yield SourceFile(source, f"{source}/{path.relative_to(kits).as_posix()}", caption, str(path))
 
 
-def collect_ufoai(root: Path, source: str) -> Iterator[SourceFile]:
-    for archive in sorted(root.rglob("*.pk3")):
-        try:
-            with zipfile.ZipFile(archive) as pk3:
-                members = sorted(n for n in pk3.namelist() if n.lower().endswith(AUDIO_SUFFIXES))
-        except (OSError, zipfile.BadZipFile):
-            continue
-        for member in members:
-            yield SourceFile(source, f"{source}/{member}", effect_caption(member), str(archive), member=member)
+def zip_collector(pattern: str, prefixes: Sequence[str] = ("",),
+                  caption: Callable[[str], Optional[str]] = effect_caption) -> Callable[[Path, str], Iterator[SourceFile]]:
+    """A collector for packages that keep their audio inside zip archives (``pattern`` under the
+    package root: ufoai's ``.pk3``, warzone2100's ``.wz``); only members under ``prefixes``."""
+    def collect(root: Path, source: str) -> Iterator[SourceFile]:
+        for archive in sorted(root.rglob(pattern)):
+            try:
+                with zipfile.ZipFile(archive) as bundle:
+                    members = sorted(n for n in bundle.namelist() if n.lower().endswith(AUDIO_SUFFIXES)
+                                     and n.startswith(tuple(prefixes)))
+            except (OSError, zipfile.BadZipFile):
+                continue
+            for member in members:
+                yield SourceFile(source, f"{source}/{member}", caption(member), str(archive), member=member)
+    return collect
 
 
 def effect_collector(subdir: str, exclude: Sequence[str] = ()) -> Callable[[Path, str], Iterator[SourceFile]]:
@@ -325,13 +331,17 @@ PACKAGES: Dict[str, Callable[[Path, str], Iterator[SourceFile]]] = {
     "klettres-data": collect_klettres,
     "hydrogen-drumkits": collect_hydrogen,
     "hydrogen-drumkits-effects": collect_hydrogen,
-    "ufoai-sound": collect_ufoai,
+    "ufoai-sound": zip_collector("*.pk3"),
     "widelands-data": effect_collector("usr/share/games/widelands/data"),
     "wordwarvi-sound": effect_collector("usr/share/wordwarvi"),
     # sonic-pi's buffers/ holds generated noise, not recordings.
     "sonic-pi-samples": effect_collector("usr/share/sonic-pi/samples"),
     # lmms' waveforms/ and shapes/ are single-cycle oscillator tables, not recordings.
     "lmms-common": effect_collector("usr/share/lmms/samples", exclude=("/waveforms/", "/shapes/")),
+    # Effects, animals and ambience per tileset, and units' spoken acknowledgements (several actors).
+    "megaglest-data": effect_collector("usr/share/games/megaglest", exclude=("/data/core/menu/",)),
+    # English voice messages and narrated campaign briefings, plus effects, inside base.wz (a zip).
+    "warzone2100-data": zip_collector("base.wz", prefixes=("audio/", "sequenceaudio/")),
 }
 
 

@@ -17,9 +17,11 @@ every ``trainer.checkpoint_every_n_steps`` steps and at the end), CSV and Tensor
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib
 import json
 import sys
+import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +32,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.strategies import DDPStrategy
 
 from .config import RecipeConfigError, load_recipe_config
@@ -79,6 +82,70 @@ class ExportBest(Callback):
         self.best = state_dict.get("best")
 
 
+class CpuTime(Callback):
+    """Logs ``cpu_hours``: the process CPU time spent training so far, summed over every run that
+    resumed this one (kept in the checkpoint), so learning curves can be drawn against compute."""
+
+    def __init__(self) -> None:
+        self.previous_runs = 0.0
+        self.start = time.process_time()
+
+    def hours(self) -> float:
+        return self.previous_runs + (time.process_time() - self.start) / 3600.0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            for logger in trainer.loggers:
+                logger.log_metrics({"cpu_hours": self.hours()}, step=trainer.global_step)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"cpu_hours": self.hours()}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.previous_runs = float(state_dict.get("cpu_hours", 0.0))
+        self.start = time.process_time()
+
+
+class _ResumingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv``; a resumed run keeps the rows of
+    the run it continues (up to the checkpoint's step: later rows are logged again) and their columns."""
+
+    def __init__(self, log_dir: str, keep_until_step: Optional[int]) -> None:
+        self.keep_until_step = keep_until_step
+        super().__init__(log_dir=log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if self.keep_until_step is None or not path.is_file():
+            super()._check_log_dir_exists()
+            return
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            rows = [row for row in reader if float(row.get("step") or 0) <= self.keep_until_step]
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = sorted(columns)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """A :class:`CSVLogger` that appends to the log of the run it resumes (``keep_until_step``:
+    the resumed checkpoint's step; ``None`` for a fresh run, which starts a new log)."""
+
+    def __init__(self, *args: Any, keep_until_step: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keep_until_step = keep_until_step
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ResumingWriter(self.log_dir, self.keep_until_step)
+        return self._experiment
+
+
 class SaveLastOnEnd(Callback):
     """Writes ``last.ckpt`` when training stops for any reason (max steps, max time)."""
 
@@ -109,11 +176,14 @@ class CheckReplicasInSync(Callback):
             raise RuntimeError("model replicas diverged across ranks")
 
 
-def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModule) -> L.Trainer:
+def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModule,
+                  resumed_step: Optional[int] = None) -> L.Trainer:
     """A Trainer with checkpointing, best-weight export, CSV + TensorBoard logging and a progress bar."""
-    t = dict(config.get("trainer", {}))
-    every = int(t.pop("checkpoint_every_n_steps", 500))
-    export_half = bool(config.get("export", {}).get("half", False))
+    # Lightning's own arguments; None means its default, except for check_val_every_n_epoch, whose
+    # None switches validation to step intervals.
+    t = {k: v for k, v in config["trainer"].items() if v is not None or k == "check_val_every_n_epoch"}
+    every = t.pop("checkpoint_every_n_steps")
+    export_half = config["export"]["half"]
     checkpoints = output / "checkpoints"
     callbacks: List[Callback] = [
         ModelCheckpoint(dirpath=checkpoints, filename="step{step}", save_last=True, save_top_k=1,
@@ -121,14 +191,34 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
         ExportBest(output / "best", module.monitor, module.monitor_mode, half=export_half),
         SaveLastOnEnd(checkpoints / "last.ckpt"),
         CheckReplicasInSync(output / "replicas.json"),
-        TQDMProgressBar(refresh_rate=int(t.pop("progress_refresh_rate", 10))),
+        CpuTime(),
+        TQDMProgressBar(refresh_rate=t.pop("progress_refresh_rate")),
         LearningRateMonitor(logging_interval="step"),
     ]
     if t.get("strategy") == "ddp" and getattr(module, "has_unused_parameters", False):
         # GAN steps leave the discriminators out of some backward passes; DDP must expect that.
         t["strategy"] = DDPStrategy(find_unused_parameters=True)
-    loggers = [CSVLogger(output, name="csv", version=""), TensorBoardLogger(output, name="tensorboard", version="")]
+    loggers = [ResumableCSVLogger(output, name="csv", version="", keep_until_step=resumed_step),
+               TensorBoardLogger(output, name="tensorboard", version="")]
     return L.Trainer(default_root_dir=output, callbacks=callbacks, logger=loggers, **t)
+
+
+def checked_resume_step(path: Path, config: Dict[str, Any]) -> int:
+    """The step of checkpoint ``path``, after checking that it is readable and that it was trained
+    with the same model config as ``config``; raises :class:`RecipeConfigError` otherwise."""
+    others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        step = int(state["global_step"])
+        saved = state.get("hyper_parameters", {})
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        hint = f"; other checkpoints there: {', '.join(others)}" if others else ""
+        raise RecipeConfigError(f"cannot resume: {path} is damaged or not a checkpoint "
+                                f"({type(err).__name__}){hint}") from None
+    if "model" in saved and saved["model"] != config["model"]:
+        raise RecipeConfigError(f"cannot resume: {path} was trained with model config {saved['model']}, "
+                                f"not {config['model']}; keep the model settings or use a new --output")
+    return step
 
 
 def parse_max_time(value: Optional[str]) -> Optional[str]:
@@ -165,27 +255,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        config = load_recipe_config(args.task, args.config, args.overrides, smoke=args.smoke)
-        trainer_cfg = config.setdefault("trainer", {})
-        for key, value in (("max_time", parse_max_time(args.max_time)), ("max_steps", args.max_steps),
-                           ("devices", args.devices), ("accelerator", args.accelerator),
-                           ("strategy", args.strategy), ("num_nodes", args.num_nodes)):
-            if value is not None:
-                trainer_cfg[key] = int(value) if key == "devices" and str(value).isdigit() else value
-        output = args.output or Path(config.get("output", f"runs/{args.task}"))
+        # Command-line trainer options are overrides too, so they are checked like the rest.
+        options = [f"trainer.{key}={value}" for key, value in (
+            ("max_time", parse_max_time(args.max_time)), ("max_steps", args.max_steps), ("devices", args.devices),
+            ("accelerator", args.accelerator), ("strategy", args.strategy), ("num_nodes", args.num_nodes))
+            if value is not None]
+        config = load_recipe_config(args.task, args.config, [*args.overrides, *options], smoke=args.smoke)
+        output = args.output or Path(config["output"] or f"runs/{args.task}")
         output.mkdir(parents=True, exist_ok=True)
-        L.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
+        L.seed_everything(config["seed"], workers=True, verbose=False)
         module = task_class(args.task)(config)
         datamodule = module.datamodule()
+        last = output / "checkpoints" / "last.ckpt"
+        resumed_step = checked_resume_step(last, config) if args.resume and last.is_file() else None
+        if args.resume and resumed_step is None:
+            print(f"note: nothing to resume in {last.parent}; starting from scratch", file=sys.stderr)
+        if resumed_step is None and config["init"]:
+            module.warm_start(Path(config["init"]))
+            print(f"note: warm start from {config['init']}", file=sys.stderr)
     except (RecipeConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     (output / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    trainer = build_trainer(config, output, module)
-    last = output / "checkpoints" / "last.ckpt"
-    if args.resume and not last.is_file():
-        print(f"note: nothing to resume in {last.parent}; starting from scratch", file=sys.stderr)
-    ckpt = str(last) if args.resume and last.is_file() else None
+    trainer = build_trainer(config, output, module, resumed_step)
+    ckpt = str(last) if resumed_step is not None else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     return 0
 

@@ -22,7 +22,7 @@ class VocoderModule(AudioGanModule):
 
     def __init__(self, config: Dict[str, Any]) -> None:
         super().__init__(config)
-        vocoder_config = config_from_dict(VocoderConfig, config.get("model", {}), "model")
+        vocoder_config = config_from_dict(VocoderConfig, config["model"], "model")
         self.generator = Vocoder(vocoder_config)
         self.sample_rate = vocoder_config.mel.sample_rate
         self.loss = VocoderLoss(vocoder_config, self.weights, self.discriminators)

@@ -155,7 +155,7 @@ def test_ufoai_members_are_read_from_the_zip(tmp_path):
     with zipfile.ZipFile(archive, "w") as pk3:
         pk3.writestr("sound/weapons/reload-smg.ogg", buffer.getvalue())
         pk3.writestr("sound/readme.txt", "text")
-    items = list(prep.collect_ufoai(tmp_path / "pkg", "ufoai-sound"))
+    items = list(prep.PACKAGES["ufoai-sound"](tmp_path / "pkg", "ufoai-sound"))
     assert [(i.member, i.caption) for i in items] == [("sound/weapons/reload-smg.ogg", "a weapon being reloaded")]
     wav, rate = prep.decode(items[0])
     assert rate == 22_050 and wav.shape[0] == 1 and wav.shape[-1] == pytest.approx(11_025, abs=10)

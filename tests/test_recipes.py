@@ -120,3 +120,24 @@ def test_config_overrides_and_time_budget():
     assert parse_max_time("00:02:00:00") == "00:02:00:00"
     with pytest.raises(RecipeConfigError):
         parse_max_time("2h")
+
+
+def test_spectral_codec_recipe_with_a_trained_vocoder(tiny_corpus, tmp_path):
+    small = "{kind: convnext, dim: 16, intermediate_dim: 32, num_layers: 1}"
+    vocoder = Vocoder(Codec(Codec.config_class.tiny(kind="spectral")).config.vocoder)
+    vocoder.save_pretrained(tmp_path / "vocoder")
+    proc = run("recipes.train", "codec", "--smoke", "--config", str(ROOT / "recipes/configs/codec_spectral.yaml"),
+               "--output", str(tmp_path / "run"), "--set", f"data.manifest={tiny_corpus}",
+               f"vocoder={tmp_path / 'vocoder'}", "data.exclude=[]", "data.valid_split=valid",
+               "data.valid_include=null", "data.segment_seconds=0.5", "data.batch_size=2",
+               f"model.spectral.mel_stage={small}", f"model.spectral.code_stage={small}",
+               f"model.vocoder.backbone={{kind: convnext, dim: 32, intermediate_dim: 64, num_layers: 2}}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    codec = Codec.from_pretrained(tmp_path / "run" / "best")
+    assert codec.config.kind == "spectral"
+    # The trained vocoder was loaded into the codec and kept frozen.
+    for name, value in vocoder.state_dict().items():
+        assert torch.allclose(codec.vocoder.state_dict()[name], value)
+    assert torch.isfinite(codec.decode(codec.encode(torch.randn(1, 8000) * 0.1, 16_000))).all()
+    rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text()
+    assert "cpu_hours" in rows.splitlines()[0] and "val/mel_distance" in rows.splitlines()[0]

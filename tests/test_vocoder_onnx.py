@@ -25,4 +25,4 @@ def test_export_passes_the_checker_with_a_dynamic_frame_axis(tmp_path, kind):
     for batch, frames in [(1, 16), (2, 37)]:  # another length than the traced one
         mel = model.mel(torch.randn(batch, frames * model.hop_length) * 0.1, model.sample_rate)
         (waveform,) = session.run(None, {"mel": mel.numpy()})
-        torch.testing.assert_close(torch.from_numpy(waveform), model.decode(mel), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(torch.from_numpy(waveform), model.decode(mel, refine=0), atol=1e-5, rtol=1e-4)

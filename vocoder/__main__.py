@@ -1,6 +1,6 @@
 """Copy synthesis from the command line: audio -> log-mel -> vocoder -> audio.
 
-    python -m vocoder IN.wav OUT.wav [--model DIR] [--random-init]
+    python -m vocoder IN.wav OUT.wav [--model DIR] [--random-init] [--refine N] [--start pghi]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from .audio import AudioError, load_audio, save_audio
 from .checkpoint import CheckpointError
-from .model import Vocoder, VocoderConfig
+from .model import PHASE_STARTS, REFINE_BEST, REFINE_DEFAULT, Vocoder, VocoderConfig
 
 RANDOM_INIT_SEED = 0
 
@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", type=Path, help="vocoder directory (default: the shipped model)")
     source.add_argument("--random-init", action="store_true",
                         help=f"untrained vocoder with seed {RANDOM_INIT_SEED}: noise, only to test the pipeline")
+    parser.add_argument("--refine", type=int, default=None, metavar="N",
+                        help=f"phase refinement iterations after the network (default {REFINE_DEFAULT}; "
+                             f"{REFINE_BEST} for best quality offline; 0 for the network alone)")
+    parser.add_argument("--start", choices=PHASE_STARTS, default=None,
+                        help="phase the refinement starts from (default: the vocoder's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser
 
@@ -53,7 +58,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             vocoder = Vocoder.from_pretrained(args.model, device=args.device)
         wav, sample_rate = load_audio(args.input)
-        audio = vocoder.decode(vocoder.mel(wav, sample_rate))
+        audio = vocoder.decode(vocoder.mel(wav, sample_rate), refine=args.refine, start=args.start)
         save_audio(args.output, audio[0].cpu(), vocoder.sample_rate)
     except (AudioError, CheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

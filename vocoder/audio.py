@@ -19,7 +19,8 @@ import torchaudio.functional as AF
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
 MIN_SAMPLE_RATE = 1_000
-MAX_SAMPLE_RATE = 384_000
+MAX_SAMPLE_RATE = 768_000
+MAX_CHANNELS = 64  # a 2-D array's channel axis is the shorter one and holds at most this many
 
 
 class AudioError(ValueError):
@@ -41,8 +42,25 @@ def check_sample_rate(sample_rate: int) -> int:
     return sample_rate
 
 
+def _channels_first(wav: torch.Tensor) -> torch.Tensor:
+    """``[C, T]`` from a 2-D array in either layout: ``[C, T]`` (torch, torchaudio) or ``[T, C]``
+    (``soundfile.read``, scipy). The shorter axis is the channel axis, which must hold at most
+    :data:`MAX_CHANNELS`; a square array is ambiguous and rejected."""
+    rows, cols = wav.shape
+    if rows == cols and rows > 1:
+        raise AudioError(f"ambiguous audio layout {tuple(wav.shape)}: pass [1, T] or [T] for mono, or a 3-D "
+                         f"[B, C, T] array, so that channels and time are explicit")
+    channels = min(rows, cols)
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"audio shaped {tuple(wav.shape)} has no axis of at most {MAX_CHANNELS} channels; "
+                         f"pass [C, T] or [T, C]")
+    return wav if rows <= cols else wav.T
+
+
 def as_batch(wav: ArrayLike) -> torch.Tensor:
-    """Turn ``[T]``, ``[C, T]`` or ``[B, C, T]`` audio into a float32 tensor ``[B, C, T]``, validated."""
+    """Turn audio into a float32 tensor ``[B, C, T]``, validated. Accepted: ``[T]``; ``[C, T]`` or
+    ``[T, C]`` (the shorter axis is taken as channels, as ``soundfile.read`` returns ``[T, C]``);
+    ``[B, C, T]`` (explicit, taken as is). Integer PCM is scaled to [-1, 1]."""
     if isinstance(wav, np.ndarray):
         if wav.dtype.kind not in "fiu":
             raise AudioError(f"audio must be numeric, got dtype {wav.dtype}")
@@ -56,7 +74,7 @@ def as_batch(wav: ArrayLike) -> torch.Tensor:
     if wav.dim() == 1:
         wav = wav[None, None]
     elif wav.dim() == 2:
-        wav = wav[None]
+        wav = _channels_first(wav)[None]
     elif wav.dim() != 3:
         raise AudioError(f"audio must be shaped [T], [C, T] or [B, C, T], got {tuple(wav.shape)}")
     wav = wav.float()
@@ -67,12 +85,29 @@ def as_batch(wav: ArrayLike) -> torch.Tensor:
     return wav
 
 
+# torchaudio's windowed-sinc kernel has one phase per step of the reduced ratio, so its size and
+# time grow with the reduced rates (22,049 -> 16,000 Hz needs gigabytes); above this bound, soxr.
+MAX_REDUCED_RATE = 2_000
+
+
 def resample(wav: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
-    """Band-limited resampling along the last axis (identity when the rates match)."""
+    """Band-limited resampling along the last axis (identity when the rates match).
+
+    Ratios that reduce to small integers (every common rate: 8, 11.025, 22.05, 24, 32, 44.1, 48,
+    96 kHz to 16 kHz) use torchaudio's exact windowed-sinc filter on the tensor's own device;
+    any other ratio uses libsoxr (``soxr``, high quality) on the CPU, in bounded time and memory.
+    """
     if from_rate == to_rate:
         return wav
     g = math.gcd(from_rate, to_rate)
-    return AF.resample(wav, from_rate // g, to_rate // g)
+    if max(from_rate, to_rate) // g <= MAX_REDUCED_RATE:
+        return AF.resample(wav, from_rate // g, to_rate // g)
+    import soxr
+
+    flat = wav.detach().reshape(-1, wav.shape[-1]).to("cpu", torch.float32).numpy()
+    out = soxr.resample(np.ascontiguousarray(flat.T), from_rate, to_rate, quality="HQ").T
+    out = torch.from_numpy(np.ascontiguousarray(out)).reshape(*wav.shape[:-1], -1)
+    return out.to(wav.device, wav.dtype)
 
 
 def prepare_waveform(wav: ArrayLike, sample_rate: int, target_rate: int) -> torch.Tensor:

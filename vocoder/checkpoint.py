@@ -41,13 +41,34 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        errors = []
         for arg in args:
             if arg is not type(None):
-                return _coerce(value, arg, where)
-    if origin in (tuple, list) and isinstance(value, (list, tuple)):
+                try:
+                    return _coerce(value, arg, where)
+                except CheckpointError as err:
+                    errors.append(err)
+        raise errors[-1]
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise CheckpointError(f"{where}: expected a list, got {value!r}")
         inner = args[0] if args else Any
         items = [_coerce(v, inner, where) for v in value]
         return tuple(items) if origin is tuple else items
+    if origin is dict and not isinstance(value, dict):
+        raise CheckpointError(f"{where}: expected a mapping, got {value!r}")
+    if annotation is bool and not isinstance(value, bool):
+        raise CheckpointError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        if not (isinstance(value, float) and value.is_integer()):
+            raise CheckpointError(f"{where}: expected an integer, got {value!r}")
+        value = int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CheckpointError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+    if annotation is str and not isinstance(value, str):
+        raise CheckpointError(f"{where}: expected a string, got {value!r}")
     return value
 
 
@@ -144,6 +165,13 @@ class Pretrained:
     def save_pretrained(self, directory: Union[str, Path], half: bool = False) -> Path:
         """Save ``config.json`` + ``model.safetensors`` into ``directory``."""
         return save_state(self, self.config, directory, half=half)  # type: ignore[arg-type]
+
+    def load_weights_from(self, directory: Union[str, Path]) -> None:
+        """Copy the weights of a saved model of the same architecture into this one (warm start)."""
+        config = read_config(self.config_class, directory, type(self).__name__)
+        if config_to_dict(config) != config_to_dict(self.config):  # type: ignore[attr-defined]
+            raise CheckpointError(f"{directory} holds a model of another configuration than this one")
+        load_state(self, directory)  # type: ignore[arg-type]
 
     @classmethod
     def from_pretrained(cls, path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu"):

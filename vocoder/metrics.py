@@ -1,4 +1,5 @@
-"""Objective quality metrics for reconstructed audio: mel distance, SI-SDR, PESQ and STOI.
+"""Objective quality metrics for reconstructed audio: mel distance, multi-scale STFT distance,
+SI-SDR, PESQ and STOI.
 
 ``pesq`` and ``pystoi`` are optional packages (installed with the ``test`` extra); the functions
 that need them raise ``ImportError`` with the package name when they are missing.
@@ -26,6 +27,20 @@ def mel_distance(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: i
     reference, estimate = _align(reference, estimate)
     mel = MelSpectrogram(MelConfig(sample_rate, 1024, 256, 1024, 80)).to(reference.device)
     return float(torch.mean(torch.abs(mel(reference) - mel(estimate))))
+
+
+def stft_distance(reference: torch.Tensor, estimate: torch.Tensor,
+                  n_ffts: tuple[int, ...] = (2048, 512, 128)) -> float:
+    """Mean L1 distance between log10 magnitude spectra over several STFT sizes (hop n_fft / 4),
+    as DAC reports it: the coarse sizes weigh harmonic detail, the fine ones transients."""
+    reference, estimate = _align(reference, estimate)
+    total = 0.0
+    for n_fft in n_ffts:
+        window = torch.hann_window(n_fft, device=reference.device)
+        spectra = [torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+                   for x in (reference, estimate)]
+        total += float(torch.mean(torch.abs(torch.log10(spectra[0] + 1e-5) - torch.log10(spectra[1] + 1e-5))))
+    return total / len(n_ffts)
 
 
 def si_sdr(reference: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -> float:

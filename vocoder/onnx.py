@@ -1,7 +1,9 @@
 """ONNX export of the vocoder's generator: log-mel ``[B, n_mels, N]`` -> waveform ``[B, 1, N * hop]``.
 
 The graph holds the backbone, the amplitude/phase head and the real-valued inverse STFT (matrix
-products and shifted additions only), with dynamic batch and frame axes.
+products and shifted additions only), with dynamic batch and frame axes: the pure network path,
+``Vocoder.decode(mel, refine=0)``. Phase refinement (complex STFTs in a loop, PGHI) is not in the
+graph: use ``Vocoder.decode(mel, refine=K)`` in PyTorch for it.
 """
 
 from __future__ import annotations
