@@ -14,36 +14,20 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import soundfile as sf
-import torch
 
 from vocoder.audio import AudioError, load_audio, save_audio
 from vocoder.checkpoint import CheckpointError
+from vocoder.cli import (RANDOM_INIT_SEED, OneLineParser, check_input_file, check_output_path, default_device,
+                         parse_device, seeded, write_atomically)
 
 from .bitstream import BitstreamError
 from .config import CodecConfig
 from .model import Codec
 
-RANDOM_INIT_SEED = 0
-
-
-def parse_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m codec", description="GRVQ neural audio codec: audio <-> .grvq streams.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m codec", description="GRVQ neural audio codec: audio <-> .grvq streams.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     def add_model_options(sub: argparse.ArgumentParser) -> None:
         source = sub.add_mutually_exclusive_group()
@@ -52,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         source.add_argument("--random-init", action="store_true",
                             help=f"use an UNTRAINED model with random weights (seed {RANDOM_INIT_SEED}) to "
                                  "demonstrate the round trip; the audio will not resemble the input")
-        sub.add_argument("--device", type=parse_device, default="cuda" if torch.cuda.is_available() else "cpu",
+        sub.add_argument("--device", type=parse_device, default=default_device(),
                          help="torch device (default: cuda if available, else cpu)")
 
     encode = commands.add_parser("encode", help="audio file -> .grvq stream")
@@ -76,9 +60,7 @@ def load_model(args: argparse.Namespace) -> Codec:
     if args.random_init:
         print(f"warning: using an untrained random-weight model (seed {RANDOM_INIT_SEED}); "
               "the decoded audio will not resemble the input", file=sys.stderr)
-        # Seeded on a forked RNG so encode and decode build the same weights (same fingerprint).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
+        with seeded(RANDOM_INIT_SEED):  # encode and decode build the same weights (same fingerprint)
             model = Codec(CodecConfig())
         return model.to(args.device).eval()
     if args.model is None and not (Codec.default_pretrained / "model.safetensors").is_file():
@@ -87,11 +69,13 @@ def load_model(args: argparse.Namespace) -> Codec:
 
 
 def encode_file(args: argparse.Namespace) -> None:
+    check_input_file(args.input)
+    check_output_path(args.output, inputs=[args.input], audio=False)
     wav, sample_rate = load_audio(args.input)
     model = load_model(args)
     num_codebooks = model.quantizer.check_num_codebooks(args.codebooks)
     data = model.compress(wav, sample_rate, num_codebooks)
-    args.output.write_bytes(data)
+    write_atomically(args.output, lambda path: path.write_bytes(data))
     duration = wav.shape[-1] / sample_rate
     print(f"{args.input} -> {args.output}: {duration:.2f} s, {num_codebooks} codebooks, "
           f"{model.bitrate_for(num_codebooks) / 1000:.2f} kbps; {args.input.stat().st_size} -> {len(data)} bytes "
@@ -99,15 +83,15 @@ def encode_file(args: argparse.Namespace) -> None:
 
 
 def decode_file(args: argparse.Namespace) -> None:
-    if not args.input.is_file():
-        raise BitstreamError(f"no such stream file: {args.input}")
+    check_input_file(args.input, "stream file")
+    check_output_path(args.output, inputs=[args.input])
     data = args.input.read_bytes()
     model = load_model(args)
     audio, sample_rate = model.decompress(data, refine=args.refine)
     if audio.shape[0] != 1:
         raise BitstreamError(f"stream holds {audio.shape[0]} signals; decode it with Codec.decompress")
     try:
-        save_audio(args.output, audio[0].cpu(), sample_rate)
+        write_atomically(args.output, lambda path: save_audio(path, audio[0].cpu(), sample_rate))
     except (sf.LibsndfileError, TypeError, ValueError) as err:
         raise AudioError(f"cannot write {args.output}: {err}") from None
     duration = audio.shape[-1] / sample_rate

@@ -272,6 +272,8 @@ class Codec(nn.Module, Pretrained):
                 wav, _ = self._synthesise(latent, refine)
                 keep = wav[..., span.offset * hop:(span.offset + span.stop - span.start) * hop]
                 audio[..., span.start * hop:span.stop * hop] = keep
+        if not torch.isfinite(audio).all():
+            raise ValueError("the decoder produced NaN or infinite samples (damaged weights?)")
         return audio
 
     def compress(self, wav: ArrayLike, sample_rate: int, num_codebooks: Optional[int] = None,

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from codec import Codec, CodecConfig
 from vocoder.audio import ArrayLike
 from vocoder.checkpoint import CheckpointError
+from vocoder.cli import seeded
 
 from .conditioners import TextCondition, TextConditioner, build_conditioner
 from .sampling import SamplingParams, check_cfg_coef
@@ -80,8 +82,7 @@ class AudioGen:
     def random_init(cls, lm_config: Optional[LMConfig] = None, codec_config: Optional[CodecConfig] = None,
                     seed: int = 0) -> "AudioGen":
         """Random weights (default: :func:`small_lm_config`, default codec): runs every code path, makes noise."""
-        with torch.random.fork_rng():  # seeded weights without touching the caller's random state
-            torch.manual_seed(seed)
+        with seeded(seed):
             codec = Codec(codec_config or CodecConfig())
             lm_config = lm_config or small_lm_config(num_codebooks=codec.num_codebooks, codebook_size=codec.codebook_size)
             return cls(AudioLanguageModel(lm_config), codec)
@@ -176,6 +177,10 @@ class AudioGen:
         """Tokens ``[B, K, F]`` that start with ``prompt_tokens [B, K, P]`` (unchanged); see :meth:`generate_continuation`."""
         _reject_unknown(unknown)
         config = self.lm.config
+        if isinstance(prompt_tokens, np.ndarray):
+            prompt_tokens = torch.from_numpy(prompt_tokens)
+        if not isinstance(prompt_tokens, torch.Tensor):
+            raise ValueError(f"prompt tokens must be a tensor or numpy array, got {type(prompt_tokens).__name__}")
         if prompt_tokens.dim() != 3 or prompt_tokens.shape[1] != config.num_codebooks or prompt_tokens.shape[-1] == 0 \
                 or prompt_tokens.dtype.is_floating_point:
             raise ValueError(f"prompt tokens must be integers shaped [B, {config.num_codebooks}, P>0], "
@@ -227,6 +232,8 @@ class AudioGen:
         return codes
 
     def _num_frames(self, duration: float) -> int:
+        if isinstance(duration, (np.integer, np.floating)):  # numpy scalars are numbers too
+            duration = float(duration)
         if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
                 or not 0 < duration <= MAX_DURATION:
             raise ValueError(f"duration must be a number of seconds in (0, {MAX_DURATION:g}], got {duration!r}")

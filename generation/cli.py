@@ -5,22 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 from vocoder.audio import load_audio, save_audio
+from vocoder.cli import OneLineParser, check_input_file, check_output_path, write_atomically
 
 from .audiogen import AudioGen
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr, like every other error of this command."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m generation", description="Generate audio from a text description.")
+    parser = OneLineParser(prog="python -m generation", description="Generate audio from a text description.")
     parser.add_argument("description", help="what the audio should sound like, e.g. 'a dog barking'")
     parser.add_argument("-o", "--output", required=True, type=Path, help="audio file to write (.wav, .flac, .ogg)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of audio in all (default 5)")
@@ -40,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if not args.output.parent.is_dir():
-            raise ValueError(f"output directory {args.output.parent} does not exist")
+        if args.prompt is not None:
+            check_input_file(args.prompt)
+        check_output_path(args.output, inputs=[args.prompt] if args.prompt else [])
         gen = AudioGen.random_init() if args.random_init else AudioGen.from_pretrained(args.model)
         params = dict(duration=args.duration, cfg_coef=args.cfg, temperature=args.temperature, top_k=args.top_k,
                       top_p=args.top_p, seed=args.seed, progress=args.progress)
@@ -50,7 +45,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             wav = gen.generate_continuation(prompt, rate, [args.description], **params)
         else:
             wav = gen.generate([args.description], **params)
-        save_audio(args.output, wav[0], gen.sample_rate)
+        write_atomically(args.output, lambda path: save_audio(path, wav[0], gen.sample_rate))
     except (ValueError, OSError) as err:  # AudioError, CheckpointError, ConditionerError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 1

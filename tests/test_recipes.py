@@ -3,8 +3,10 @@
 Each run goes through a subprocess, as a user runs it; DDP runs start two gloo processes on the CPU.
 """
 
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +61,61 @@ def test_codec_recipe_trains_exports_and_resumes(codec_run, tiny_corpus):
     assert "val/mel_distance" in json.loads((best / "metrics.json").read_text())
 
     before = last_step(codec_run)
+    rows_before = (codec_run / "csv" / "metrics.csv").read_text().splitlines()
     train("codec", codec_run, f"data.manifest={tiny_corpus}", extra=("--resume", "--max-steps", str(before + 2)))
     assert last_step(codec_run) == before + 2  # continued from the checkpoint, not from zero
+    # The resumed run appends to the earlier log: every earlier row is still there.
+    rows_after = list(csv.DictReader((codec_run / "csv" / "metrics.csv").open()))
+    earlier = list(csv.DictReader(rows_before))
+    assert len(rows_after) > len(earlier)
+    assert [dict((k, v) for k, v in row.items() if v) for row in rows_after[:len(earlier)]] == \
+        [dict((k, v) for k, v in row.items() if v) for row in earlier]
+
+
+def test_damaged_checkpoint_and_changed_model_are_one_line_errors(codec_run, tiny_corpus, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(codec_run, run_dir)
+    proc = run("recipes.train", "codec", "--smoke", "--output", str(run_dir), "--resume", "--set",
+               f"data.manifest={tiny_corpus}", "model.latent_dim=8")
+    assert proc.returncode == 2 and "model config" in proc.stderr and "Traceback" not in proc.stderr
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    proc = run("recipes.train", "codec", "--smoke", "--output", str(run_dir), "--resume", "--set",
+               f"data.manifest={tiny_corpus}")
+    assert proc.returncode == 2 and "last.ckpt is damaged" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_warm_start_from_saved_weights(codec_run, tiny_corpus, tmp_path):
+    proc = run("recipes.train", "codec", "--smoke", "--output", str(tmp_path / "warm"), "--max-steps", "1",
+               "--set", f"data.manifest={tiny_corpus}", f"init={codec_run / 'best'}")
+    assert proc.returncode == 0 and "warm start" in proc.stderr, proc.stderr[-2000:]
+    proc = run("recipes.train", "vocoder", "--smoke", "--output", str(tmp_path / "bad"), "--max-steps", "1",
+               "--set", f"data.manifest={tiny_corpus}", f"init={codec_run / 'best'}")
+    assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gan_batches_count_once(tiny_corpus, tmp_path):
+    # The smoke config starts the discriminators at batch 2 and stops at step 4: 4 batches, not 3.
+    train("vocoder", tmp_path, f"data.manifest={tiny_corpus}")
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4
+    assert state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 4
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel", "flatten"])
+def test_language_model_trains_a_full_length_crop_with_every_pattern(pattern):
+    from recipes.lm_module import LanguageModelModule
+
+    config = load_recipe_config("lm", overrides=[
+        "model={codebook_size: 16, dim: 32, num_layers: 1, num_heads: 2, ffn_dim: 64, max_seq_len: 40, "
+        f"text_dim: 32, conditioner: 'hashed:32', pattern: {pattern}}}"])
+    module = LanguageModelModule(config)
+    frames = module._max_frames()
+    assert frames > 0
+    codes = torch.randint(0, 16, (2, module.lm_config.num_codebooks, frames))
+    loss = module._loss({"codes": codes, "caption": ["a bell", "rain"]})
+    assert torch.isfinite(loss.total)
+    loss.total.backward()
 
 
 def test_vocoder_recipe_trains_and_exports(tiny_corpus, tmp_path):

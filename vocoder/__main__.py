@@ -5,24 +5,20 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-import soundfile as sf
-import torch
-
 from .audio import AudioError, load_audio, save_audio
 from .checkpoint import CheckpointError
+from .cli import (RANDOM_INIT_SEED, OneLineParser, check_input_file, check_output_path, default_device,
+                  parse_device, seeded, write_atomically)
 from .model import PHASE_STARTS, REFINE_BEST, REFINE_DEFAULT, Vocoder, VocoderConfig
 
-RANDOM_INIT_SEED = 0
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vocoder", description="Copy synthesis: analyse IN to a "
-                                     "log-mel spectrogram and resynthesise it with the vocoder into OUT.")
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="python -m vocoder", description="Copy synthesis: analyse IN to a "
+                           "log-mel spectrogram and resynthesise it with the vocoder into OUT.")
     parser.add_argument("input", type=Path, help="input audio file (any rate, channels are averaged)")
     parser.add_argument("output", type=Path, help="output audio file (format from the extension, e.g. .wav)")
     source = parser.add_mutually_exclusive_group()
@@ -34,32 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{REFINE_BEST} for best quality offline; 0 for the network alone)")
     parser.add_argument("--start", choices=PHASE_STARTS, default=None,
                         help="phase the refinement starts from (default: the vocoder's default)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=parse_device, default=default_device())
     return parser
-
-
-def check_output_path(path: Path) -> None:
-    """Fail before any work if ``path`` cannot be written as audio."""
-    if not path.parent.is_dir():
-        raise AudioError(f"output folder {path.parent} does not exist")
-    if path.suffix.lstrip(".").upper() not in sf.available_formats():
-        raise AudioError(f"cannot write audio with extension {path.suffix!r} (try .wav or .flac)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_output_path(args.output)
+        check_input_file(args.input)
+        check_output_path(args.output, inputs=[args.input])
         if args.random_init:
-            torch.manual_seed(RANDOM_INIT_SEED)
-            vocoder = Vocoder(VocoderConfig()).to(args.device).eval()
+            with seeded(RANDOM_INIT_SEED):
+                vocoder = Vocoder(VocoderConfig()).to(args.device).eval()
             print(f"warning: using a RANDOMLY INITIALISED vocoder (seed {RANDOM_INIT_SEED}); "
                   "the output is not speech", file=sys.stderr)
         else:
             vocoder = Vocoder.from_pretrained(args.model, device=args.device)
         wav, sample_rate = load_audio(args.input)
         audio = vocoder.decode(vocoder.mel(wav, sample_rate), refine=args.refine, start=args.start)
-        save_audio(args.output, audio[0].cpu(), vocoder.sample_rate)
+        write_atomically(args.output, lambda path: save_audio(path, audio[0].cpu(), vocoder.sample_rate))
     except (AudioError, CheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

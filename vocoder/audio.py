@@ -121,6 +121,8 @@ def prepare_waveform(wav: ArrayLike, sample_rate: int, target_rate: int) -> torc
 def load_audio(path: Union[str, Path]) -> tuple[torch.Tensor, int]:
     """Read any file libsndfile understands; returns float32 ``[C, T]`` and its sample rate."""
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path} is a directory, not an audio file")
     if not path.is_file():
         raise AudioError(f"no such audio file: {path}")
     try:

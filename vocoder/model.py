@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +31,15 @@ REFINE_BEST = 64
 # amplitude, or random phase (all with the network's amplitude).
 PHASE_STARTS = ("network", "pghi", "random")
 DEFAULT_PHASE_START = "network"
+# Natural-log mels of audio in [-1, 1] lie within about log(1e-5) = -11.5 .. 6; far outside this a
+# "mel" is in other units (dB, log10) or corrupt, and the network would output NaN or noise.
+MEL_RANGE = (-40.0, 20.0)
+
+
+def _finite(audio: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(audio).all():
+        raise ValueError("the vocoder produced NaN or infinite samples (damaged weights or an extreme mel)")
+    return audio
 
 
 # The two trunk families, sized to equal CPU decoding cost (about 0.1 s per 10 s of audio on two
@@ -138,8 +148,11 @@ class Vocoder(nn.Module, Pretrained):
         the phase they start from (:data:`PHASE_STARTS`; ``None``: :data:`DEFAULT_PHASE_START`);
         it only matters when ``refine > 0`` or ``start`` is not ``"network"``.
         """
-        if not isinstance(mel, torch.Tensor):
-            raise TypeError(f"mel must be a torch.Tensor, got {type(mel).__name__}")
+        if isinstance(mel, np.ndarray):
+            mel = torch.from_numpy(np.ascontiguousarray(mel))
+        if not isinstance(mel, torch.Tensor) or not mel.is_floating_point():
+            raise ValueError(f"mel must be a floating-point torch.Tensor or numpy array, got "
+                             f"{getattr(mel, 'dtype', type(mel).__name__)}")
         refine = REFINE_DEFAULT if refine is None else refine
         if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
             raise ValueError(f"refine must be a non-negative number of iterations, got {refine!r}")
@@ -152,7 +165,14 @@ class Vocoder(nn.Module, Pretrained):
             raise ValueError(f"mel must be shaped [B, {self.n_mels}, N] with N > 0, got {tuple(mel.shape)}")
         if not torch.isfinite(mel).all():
             raise ValueError("mel contains NaN or infinite values")
+        low, high = float(mel.min()), float(mel.max())
+        if low < MEL_RANGE[0] or high > MEL_RANGE[1]:
+            raise ValueError(f"mel values {low:.1f}..{high:.1f} lie outside the range of a natural-log mel "
+                             f"{MEL_RANGE} (Vocoder.mel computes it; a dB or log10 mel must be converted)")
         mel = mel.to(self.device, torch.float32)
+        return _finite(self._synthesise(mel, refine, start))
+
+    def _synthesise(self, mel: torch.Tensor, refine: int, start: str) -> torch.Tensor:
         prediction = self(mel)
         if refine == 0 and start == "network":
             return prediction.waveform
