@@ -7,8 +7,10 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,50 @@ def test_spectral_codec_recipe_with_a_trained_vocoder(tiny_corpus, tmp_path):
     assert torch.isfinite(codec.decode(codec.encode(torch.randn(1, 8000) * 0.1, 16_000))).all()
     rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text()
     assert "cpu_hours" in rows.splitlines()[0] and "val/mel_distance" in rows.splitlines()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["codec", "vocoder", "lm"])
+def test_kill_and_resume(task, codec_run, tiny_corpus, tmp_path):
+    """``kill -9`` after a checkpoint, then ``--resume``: the run continues from that checkpoint's
+    step and the log keeps its earlier rows. The final weights are not compared with an uninterrupted
+    run's: the resumed run restarts its epoch with fresh random crops (the data order inside an epoch
+    is not checkpointed), so the batches after the checkpoint differ by design."""
+    if task == "lm":
+        tokens = tmp_path / "tokens"
+        proc = run("recipes.extract_tokens", "--codec", str(codec_run / "best"), "--manifest", str(tiny_corpus),
+                   "--out", str(tokens), "--max-seconds", "1")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        overrides = [f"data.tokens={tokens}", f"data.codec={codec_run / 'best'}"]
+    else:
+        overrides = [f"data.manifest={tiny_corpus}"]
+    output = tmp_path / "run"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "recipes.train", task, "--smoke", "--output", str(output), "--set", *overrides]
+    proc = subprocess.Popen([*command, "trainer.max_steps=100000"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "training ended before it could be killed"
+            try:
+                if last_step(output) >= 4:
+                    break
+            except (OSError, RuntimeError, EOFError):  # not written yet, or being written
+                pass
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    step = last_step(output)
+    assert step >= 4
+    def logged(path: Path):
+        return [{k: v for k, v in row.items() if v} for row in csv.DictReader(path.open())]
+
+    before = [row for row in logged(output / "csv" / "metrics.csv") if float(row["step"]) <= step]
+    resumed = subprocess.run([*command, "trainer.max_steps=100000", "--resume", "--max-steps", str(step + 2)],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert last_step(output) == step + 2
+    after = logged(output / "csv" / "metrics.csv")
+    assert before and after[:len(before)] == before and len(after) > len(before)
