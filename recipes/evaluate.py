@@ -206,6 +206,10 @@ def evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: S
             for k in iterations:
                 for start in PHASE_STARTS:
                     run(f"{start} start, {k} it", lambda k=k, start=start: vocoder.decode(mel, refine=k, start=start))
+                # The same refinement without the network: does its amplitude help over the prior?
+                run(f"no network (prior amplitude), pghi start, {k} it",
+                    lambda k=k: refiner(torch.exp(prior), pghi_phase(prior, c.win_length, c.hop_length), k,
+                                        target_log_mel=mel))
             generator = torch.Generator().manual_seed(0)
             run("Griffin-Lim 32 it (fixed amplitude, random start)",
                 lambda: refiner(torch.exp(prior), None, 32, generator=generator))
@@ -280,7 +284,8 @@ def refinement_figure(vocoder_results: Dict[str, Dict[str, Dict[str, float]]], i
 
     fig, axes = plt.subplots(1, len(vocoder_results), figsize=(6 * len(vocoder_results), 3.8), squeeze=False)
     for axis, (set_name, methods) in zip(axes[0], vocoder_results.items()):
-        for start in (f"{name} start" for name in PHASE_STARTS):
+        curves = [f"{name} start" for name in PHASE_STARTS] + ["no network (prior amplitude), pghi start"]
+        for start in curves:
             points = [(methods[f"{start}, {k} it"]["rtf"], methods[f"{start}, {k} it"].get("pesq", np.nan))
                       for k in iterations if f"{start}, {k} it" in methods]
             if points:
