@@ -87,8 +87,10 @@ def build_app(models: DemoModels, limits: Optional[DemoLimits] = None,
               workspace: Optional[Workspace] = None) -> gr.Blocks:
     """Lay out the demo page for ``models`` (queue configured; call :func:`launch` to serve it).
 
-    Gradio reads its upload/cache folder from ``GRADIO_TEMP_DIR`` when components are created,
-    so this points it into ``workspace`` first: uploads and served files all stay in there.
+    Gradio reads its upload/cache folder from ``GRADIO_TEMP_DIR`` when components are created and
+    again while serving requests (its upload checks call ``gradio.utils.get_upload_folder()``), so
+    the variable is set for the process, not just while the page is built: uploads and served
+    files all stay in ``workspace``. One demo app per process is the supported use.
     """
     limits = limits or DemoLimits()
     workspace = workspace or Workspace()

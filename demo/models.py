@@ -59,8 +59,8 @@ class DemoModels:
                                                  ("codec", self.codec_trained)) if not trained]
         if untrained:
             lines.append(f"> ⚠️ **Random weights ({' and '.join(untrained)}): untrained, output is noise.** "
-                         "No trained model is shipped yet; train one with the recipes and start the demo with "
-                         "`--generator DIR` / `--codec DIR`.")
+                         f"No trained {' or '.join(untrained)} model is loaded; train one with the recipes and "
+                         "start the demo with `--generator DIR` / `--codec DIR`.")
         return "\n\n".join(lines)
 
 

@@ -382,7 +382,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=6.0, help="longest clip scored")
     parser.add_argument("--clips", type=float, default=1.0, help="fraction of each clip set's size (quick runs)")
     parser.add_argument("--iterations", type=int, nargs="+", default=[0, 4, 8, 16, 32, 100])
-    parser.add_argument("--skip", nargs="*", default=[], choices=("codec", "vocoder"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=("codec", "vocoder"),
+                        help="sections not to run; their results (and figures) from an earlier run in --out are kept")
     args = parser.parse_args(argv)
     if not 0 < args.clips <= 1:
         parser.error("--clips must be in (0, 1]")
@@ -406,7 +407,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         notes.append("Opus skipped: install Debian's opus-tools")
     if codec2(2400) is None:
         notes.append("Codec2 skipped: install Debian's codec2")
+    previous = args.out / "results.json"
     results: dict = {}
+    if previous.is_file():  # keep the sections this run skips
+        kept = json.loads(previous.read_text())
+        results = {section: kept[section] for section in args.skip if section in kept}
     with torch.inference_mode():
         if codec is not None:
             results["codec"] = evaluate_codec(codec, clips)

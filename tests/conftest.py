@@ -34,5 +34,20 @@ def make_corpus(root: Path, clips: int = 6, seconds: float = 1.0, sample_rate: i
 
 
 @pytest.fixture(scope="session")
+def tiny_codec():
+    """A seeded tiny waveform codec in eval mode (shared by the bitstream and fuzz tests)."""
+    from codec import Codec, CodecConfig
+
+    torch.manual_seed(0)
+    return Codec(CodecConfig.tiny()).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_stream(tiny_codec) -> bytes:
+    """A .grvq stream of 1 s of noise made by :func:`tiny_codec`."""
+    return tiny_codec.compress(0.1 * torch.randn(16_000, generator=torch.Generator().manual_seed(0)), 16_000)
+
+
+@pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"))

@@ -30,15 +30,13 @@ def recrc(body: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def model() -> Codec:
-    torch.manual_seed(0)
-    return Codec(CodecConfig.tiny()).eval()
+def model(tiny_codec) -> Codec:
+    return tiny_codec
 
 
 @pytest.fixture(scope="module")
-def stream(model) -> bytes:
-    wav = 0.1 * torch.randn(16_000, generator=torch.Generator().manual_seed(0))
-    return model.compress(wav, SR)
+def stream(tiny_stream) -> bytes:
+    return tiny_stream
 
 
 # ------------------------------------------------------------------------------------- packing
