@@ -12,7 +12,7 @@ import json
 import math
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
@@ -105,12 +105,16 @@ class Codec(nn.Module, Pretrained):
                 ratios=list(config.strides), lstm=config.conv_decoder_lstm_layers)
 
     def load_vocoder(self, vocoder: Vocoder) -> None:
-        """Copy a trained :class:`~vocoder.Vocoder`'s weights into this spectral codec (same config)."""
+        """Put a (trained) :class:`~vocoder.Vocoder` into this spectral codec: a copy of its weights
+        and its config, which may differ from the codec's previous vocoder (same mel analysis)."""
         if self.vocoder is None:
             raise ValueError("only a spectral codec holds a vocoder")
-        if config_to_dict(vocoder.config) != config_to_dict(self.config.vocoder):
-            raise ValueError("the vocoder's config differs from the codec's vocoder config")
-        self.vocoder.load_state_dict(vocoder.state_dict())
+        if vocoder.config.mel != self.config.vocoder.mel:
+            raise ValueError("the vocoder's mel analysis differs from the codec's: its mels would not fit")
+        replacement = Vocoder(vocoder.config).to(self.device)
+        replacement.load_state_dict(vocoder.state_dict())
+        self.vocoder = replacement.train(self.training)
+        self.config = replace(self.config, vocoder=vocoder.config)
 
     # ----------------------------------------------------------------------------------- properties
 

@@ -11,7 +11,7 @@ from codec.bitstream import BitstreamError
 from codec.config import ChunkConfig
 from codec.spectral import SpectralConfig
 from codec.training import CodecLoss
-from vocoder import Vocoder
+from vocoder import MelConfig, Vocoder, VocoderConfig
 from vocoder.losses import LossWeights
 
 SR = 16_000
@@ -104,8 +104,13 @@ def test_load_vocoder_copies_weights_and_checks_the_config(model):
     codec.load_vocoder(vocoder)
     for name, value in vocoder.state_dict().items():
         assert torch.equal(codec.vocoder.state_dict()[name], value)
-    with pytest.raises(ValueError, match="config"):
-        codec.load_vocoder(Vocoder())
+    # Another architecture with the same mel analysis is accepted and becomes the codec's config.
+    other = Vocoder(replace(model.config.vocoder, learned_amplitude=False))
+    codec.load_vocoder(other)
+    assert codec.config.vocoder == other.config and not codec.vocoder.config.learned_amplitude
+    assert torch.isfinite(codec.decode(codec.encode(speechlike(0.3), SR))).all()
+    with pytest.raises(ValueError, match="mel analysis"):
+        codec.load_vocoder(Vocoder(VocoderConfig(mel=MelConfig(n_mels=64))))
     with pytest.raises(ValueError, match="spectral"):
         Codec(CodecConfig.tiny()).load_vocoder(vocoder)
 

@@ -137,3 +137,20 @@ def test_refinement_needs_the_mel_stft():
     assert model.decode(mel, refine=0).shape == (1, 1, 4 * 160)
     with pytest.raises(ValueError, match="refinement needs"):
         model.decode(mel, refine=2)
+
+
+def test_fixed_prior_amplitude_skips_the_network_for_other_starts():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = Vocoder(VocoderConfig(backbone=BackboneConfig(dim=16, intermediate_dim=32, num_layers=1),
+                                  learned_amplitude=False)).eval()
+    assert model.head.amplitude is None
+    mel = model.mel(harmonic_signal(0.5), SR)
+    prior = model.mel_spectrogram.pseudo_inverse(mel)
+    expected = model.refiner(torch.exp(prior), pghi_phase(prior, 640, 160), 4, target_log_mel=mel)
+    assert torch.allclose(model.decode(mel, refine=4, start="pghi"), expected, atol=1e-5)
+    # The network still gives the phase for start="network" and the pure path for refine=0.
+    assert torch.equal(model.decode(mel, refine=0), model(mel).waveform)
+    with pytest.raises(ValueError, match="amplitude_prior"):
+        replace(model.config, amplitude_prior=False)

@@ -76,8 +76,13 @@ class VocoderConfig:
     n_fft: int = 640
     win_length: int = 640
     amplitude_prior: bool = True
+    # False: the amplitude is the prior itself, nothing learned. On held-out speech the prior scored
+    # better than a CPU-trained correction (reports/), so the shipped vocoder keeps it fixed.
+    learned_amplitude: bool = True
 
     def __post_init__(self) -> None:
+        if not (self.learned_amplitude or self.amplitude_prior):
+            raise ValueError("learned_amplitude=False needs amplitude_prior=True (the amplitude is then the prior)")
         hop = self.hop_length
         if not 0 < self.win_length <= self.n_fft:
             raise ValueError(f"need 0 < win_length <= n_fft, got {self.win_length} and {self.n_fft}")
@@ -110,7 +115,8 @@ class Vocoder(nn.Module, Pretrained):
         self.mel_spectrogram = MelSpectrogram(config.mel)
         self.backbone = Backbone(config.mel.n_mels, config.backbone)
         self.head = AmplitudePhaseHead(config.backbone.dim, config.n_fft, config.hop_length, config.win_length,
-                                       amplitude_prior=config.amplitude_prior)
+                                       amplitude_prior=config.amplitude_prior,
+                                       learned_amplitude=config.learned_amplitude)
         self.refiner = PhaseRefiner(self.mel_spectrogram)
 
     @property
@@ -175,16 +181,20 @@ class Vocoder(nn.Module, Pretrained):
         return _finite(self._synthesise(mel, refine, start))
 
     def _synthesise(self, mel: torch.Tensor, refine: int, start: str) -> torch.Tensor:
-        prediction = self(mel)
-        if refine == 0 and start == "network":
-            return prediction.waveform
         c = self.config
+        if start == "network" or c.learned_amplitude:
+            prediction = self(mel)
+            if refine == 0 and start == "network":
+                return prediction.waveform
+            log_amplitude, network_phase = prediction.log_amplitude, prediction.phase
+        else:  # the amplitude is the prior and the phase comes from elsewhere: no network pass needed
+            log_amplitude = self.mel_spectrogram.pseudo_inverse(mel).clamp(max=AmplitudePhaseHead.max_log_amplitude)
+            network_phase = None
         if c.n_fft != c.mel.n_fft or c.win_length != c.mel.win_length:
             raise ValueError("phase refinement needs the synthesis STFT to equal the mel STFT; "
                              "use refine=0 and start='network' with this model")
-        phase = {"network": lambda: prediction.phase,
-                 "pghi": lambda: pghi_phase(prediction.log_amplitude, c.win_length, c.hop_length),
+        phase = {"network": lambda: network_phase,
+                 "pghi": lambda: pghi_phase(log_amplitude, c.win_length, c.hop_length),
                  "random": lambda: None}[start]()
         generator = torch.Generator(self.device).manual_seed(0)  # random starts are reproducible
-        return self.refiner(torch.exp(prediction.log_amplitude), phase, refine, target_log_mel=mel,
-                            generator=generator)
+        return self.refiner(torch.exp(log_amplitude), phase, refine, target_log_mel=mel, generator=generator)

@@ -162,16 +162,20 @@ class AmplitudePhaseHead(nn.Module):
     max_log_amplitude = 10.0  # exp(10) ~ 2e4: far above any real spectrum, keeps early training finite
 
     def __init__(self, dim: int, n_fft: int, hop_length: int, win_length: int,
-                 amplitude_prior: bool = False) -> None:
+                 amplitude_prior: bool = False, learned_amplitude: bool = True) -> None:
         super().__init__()
         bins = n_fft // 2 + 1
-        self.amplitude = AmplitudeSpectrumPredictor(dim, bins, residual=amplitude_prior)
+        if not (learned_amplitude or amplitude_prior):
+            raise ValueError("without a learned amplitude the head needs the amplitude prior")
+        # Without a learned amplitude the log-amplitude is the prior itself (no parameters).
+        self.amplitude = AmplitudeSpectrumPredictor(dim, bins, residual=amplitude_prior) if learned_amplitude else None
         self.phase = PhaseSpectrumPredictor(dim, bins)
         self.istft = InverseSTFT(n_fft, hop_length, win_length)
 
     def forward(self, h: torch.Tensor, log_amplitude_prior: Optional[torch.Tensor] = None) -> SpectrumPrediction:
         """``h`` ``[B, dim, N]``; ``log_amplitude_prior`` ``[B, F, N]`` if the head predicts a correction."""
-        log_amplitude = self.amplitude(h, log_amplitude_prior).clamp(max=self.max_log_amplitude)
+        log_amplitude = log_amplitude_prior if self.amplitude is None else self.amplitude(h, log_amplitude_prior)
+        log_amplitude = log_amplitude.clamp(max=self.max_log_amplitude)
         phase = self.phase(h)
         amplitude = torch.exp(log_amplitude)
         real, imag = amplitude * torch.cos(phase), amplitude * torch.sin(phase)
