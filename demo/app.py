@@ -12,6 +12,8 @@ from typing import Optional
 
 import gradio as gr
 
+from generation.sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING
+
 from .handlers import MAX_SEED, DemoHandlers, DemoLimits
 from .models import DemoModels
 from .workspace import Workspace
@@ -54,13 +56,13 @@ def _sampling_controls(models: DemoModels, limits: DemoLimits, duration_label: s
     duration = gr.Slider(*duration_range, value=min(5.0, duration_range[1]), step=0.5, label=duration_label,
                          elem_id=f"{prefix}-duration")
     with gr.Accordion("Sampling settings", open=False):
-        cfg_coef = gr.Slider(0.0, limits.max_guidance, value=3.0, step=0.5, label="Guidance scale",
+        cfg_coef = gr.Slider(0.0, limits.max_guidance, value=DEFAULT_CFG_COEF, step=0.5, label="Guidance scale",
                              info="How closely to follow the text (1 = no classifier-free guidance)")
-        temperature = gr.Slider(0.0, limits.max_temperature, value=1.0, step=0.05, label="Temperature",
+        temperature = gr.Slider(0.0, limits.max_temperature, value=DEFAULT_SAMPLING.temperature, step=0.05, label="Temperature",
                                 info="0 = always the most likely token")
-        top_k = gr.Slider(0, models.generator.codec.codebook_size, value=min(250, models.generator.codec.codebook_size),
+        top_k = gr.Slider(0, models.generator.codec.codebook_size, value=min(DEFAULT_SAMPLING.top_k, models.generator.codec.codebook_size),
                           step=1, label="Top-k", info="0 = off")
-        top_p = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Top-p", info="0 = off")
+        top_p = gr.Slider(0.0, 1.0, value=DEFAULT_SAMPLING.top_p, step=0.05, label="Top-p", info="0 = off")
         with gr.Row():
             seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                              info="Shows the seed used after each run")

@@ -18,6 +18,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from generation.sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING
 from vocoder.audio import AudioError, load_audio, prepare_waveform, save_audio
 from vocoder.model import REFINE_BEST
 
@@ -203,10 +204,10 @@ class DemoHandlers:
         self,
         text: str,
         duration: float = 5.0,
-        cfg_coef: float = 3.0,
-        temperature: float = 1.0,
-        top_k: float = 250,
-        top_p: float = 0.0,
+        cfg_coef: float = DEFAULT_CFG_COEF,
+        temperature: float = DEFAULT_SAMPLING.temperature,
+        top_k: float = DEFAULT_SAMPLING.top_k,
+        top_p: float = DEFAULT_SAMPLING.top_p,
         seed: Optional[float] = None,
         random_seed: bool = True,
         request: Optional[gr.Request] = None,
@@ -234,10 +235,10 @@ class DemoHandlers:
         prompt_path: Optional[str],
         text: Optional[str] = None,
         duration: float = 5.0,
-        cfg_coef: float = 3.0,
-        temperature: float = 1.0,
-        top_k: float = 250,
-        top_p: float = 0.0,
+        cfg_coef: float = DEFAULT_CFG_COEF,
+        temperature: float = DEFAULT_SAMPLING.temperature,
+        top_k: float = DEFAULT_SAMPLING.top_k,
+        top_p: float = DEFAULT_SAMPLING.top_p,
         seed: Optional[float] = None,
         random_seed: bool = True,
         request: Optional[gr.Request] = None,

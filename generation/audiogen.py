@@ -22,7 +22,7 @@ from vocoder.checkpoint import CheckpointError
 from vocoder.cli import seeded
 
 from .conditioners import TextCondition, TextConditioner, build_conditioner
-from .sampling import SamplingParams, check_cfg_coef
+from .sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING, SamplingParams, check_cfg_coef
 from .transformer import AudioLanguageModel, LMConfig
 
 DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
@@ -124,8 +124,8 @@ class AudioGen:
 
     # -------------------------------------------------------------------------------- generation
 
-    def generate(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = 3.0,
-                 temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, seed: Optional[int] = None,
+    def generate(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF,
+                 temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p, seed: Optional[int] = None,
                  progress: Progress = False, extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
         """Audio ``[B, 1, T]`` at :attr:`sample_rate` for each description (``T = frames * hop``).
 
@@ -142,8 +142,8 @@ class AudioGen:
                                       progress, extend_stride, **unknown)
         return self.codec.decode(tokens)
 
-    def generate_tokens(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = 3.0,
-                        temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, seed: Optional[int] = None,
+    def generate_tokens(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF,
+                        temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p, seed: Optional[int] = None,
                         progress: Progress = False, extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
         """Codec tokens ``LongTensor [B, K, F]`` for each description; arguments as :meth:`generate`."""
         _reject_unknown(unknown)
@@ -153,7 +153,7 @@ class AudioGen:
 
     def generate_continuation(self, prompt: ArrayLike, prompt_sample_rate: int,
                               descriptions: Union[None, str, Sequence[str]] = None, duration: float = 5.0,
-                              cfg_coef: float = 3.0, temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0,
+                              cfg_coef: float = DEFAULT_CFG_COEF, temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p,
                               seed: Optional[int] = None, progress: Progress = False,
                               extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
         """Continue ``prompt`` (``[T]``, ``[C, T]`` or ``[B, C, T]``, any rate) up to ``duration`` seconds in all.
@@ -170,8 +170,8 @@ class AudioGen:
         return self.codec.decode(tokens)
 
     def generate_continuation_tokens(self, prompt_tokens: torch.Tensor, descriptions: Union[None, str, Sequence[str]] = None,
-                                     duration: float = 5.0, cfg_coef: float = 3.0, temperature: float = 1.0,
-                                     top_k: int = 250, top_p: float = 0.0, seed: Optional[int] = None,
+                                     duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF, temperature: float = DEFAULT_SAMPLING.temperature,
+                                     top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p, seed: Optional[int] = None,
                                      progress: Progress = False, extend_stride: Optional[float] = None,
                                      **unknown) -> torch.Tensor:
         """Tokens ``[B, K, F]`` that start with ``prompt_tokens [B, K, P]`` (unchanged); see :meth:`generate_continuation`."""

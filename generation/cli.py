@@ -11,6 +11,7 @@ from vocoder.audio import load_audio, save_audio
 from vocoder.cli import OneLineParser, check_input_file, check_output_path, write_atomically
 
 from .audiogen import AudioGen
+from .sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,11 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("description", help="what the audio should sound like, e.g. 'a dog barking'")
     parser.add_argument("-o", "--output", required=True, type=Path, help="audio file to write (.wav, .flac, .ogg)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of audio in all (default 5)")
-    parser.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale (default 3; 1 = off)")
+    parser.add_argument("--cfg", type=float, default=DEFAULT_CFG_COEF, help="classifier-free guidance scale (default 3; 1 = off)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
-    parser.add_argument("--top-k", type=int, default=250, help="sample from the k most likely tokens (0 = off)")
-    parser.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass (0 = off)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--top-k", type=int, default=DEFAULT_SAMPLING.top_k, help="sample from the k most likely tokens (0 = off)")
+    parser.add_argument("--top-p", type=float, default=DEFAULT_SAMPLING.top_p, help="nucleus sampling mass (0 = off)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_SAMPLING.temperature, help="sampling temperature (0 = greedy)")
     parser.add_argument("--prompt", type=Path, default=None, help="audio file to continue (its length counts in --duration)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", type=Path, default=None, help="model directory with lm/ and codec/ (default: shipped)")

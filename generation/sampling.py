@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 MAX_CFG_COEF = 100.0
+DEFAULT_CFG_COEF = 3.0  # AudioGen's guidance scale
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,6 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
     kept = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
     return kept / kept.sum(dim=-1, keepdim=True)
+
+
+DEFAULT_SAMPLING = SamplingParams()  # the one home of the sampling defaults (API, CLI and demo)

@@ -32,7 +32,6 @@ import argparse
 import csv
 import hashlib
 import io
-import math
 import multiprocessing
 import os
 import re
@@ -50,14 +49,14 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from vocoder.audio import AudioError, as_batch, check_sample_rate, load_audio, prepare_waveform
+from vocoder.audio import (AudioError, as_batch, check_sample_rate, load_audio, normalize_loudness,
+                           prepare_waveform, split_segments, trim_silence)
 
 from .captions import (clean_caption, drum_caption, effect_caption, klettres_caption,
                        split_language_suffix, tuxpaint_caption)
 from .data import SPLITS, ManifestEntry, write_manifest
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
-SILENCE_FLOOR_DB = -70.0  # frames quieter than this are silence whatever the recording's level
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grvq-toolkit" / "debian"
 
 
@@ -104,57 +103,6 @@ class ProcessingConfig:
             raise ValueError("valid_fraction and test_fraction must be >= 0 and sum to less than 1")
         if not 0 < self.peak <= 1:
             raise ValueError(f"peak must be in (0, 1], got {self.peak}")
-
-
-# --------------------------------------------------------------------------- signal processing
-
-
-def db(value: float) -> float:
-    return 20.0 * math.log10(max(value, 1e-12))
-
-
-def frame_rms(wav: torch.Tensor, frame: int) -> torch.Tensor:
-    """RMS of consecutive ``frame``-sample frames of mono ``[1, T]`` audio (last frame zero-padded)."""
-    padded = torch.nn.functional.pad(wav[0], (0, (-wav.shape[-1]) % frame))
-    return padded.view(-1, frame).pow(2).mean(dim=1).sqrt()
-
-
-def trim_silence(wav: torch.Tensor, sample_rate: int, threshold_db: float = -40.0,
-                 frame_seconds: float = 0.01) -> torch.Tensor:
-    """Cut leading and trailing frames quieter than ``threshold_db`` below the loudest frame.
-
-    One frame of margin is kept on each side so attacks and decays are not clipped. Returns an
-    empty ``[1, 0]`` tensor when the whole clip is below the absolute silence floor (-70 dBFS).
-    """
-    frame = max(1, int(round(frame_seconds * sample_rate)))
-    levels = frame_rms(wav, frame)
-    loudest = float(levels.max())
-    threshold = max(db(loudest) + threshold_db, SILENCE_FLOOR_DB)
-    active = torch.nonzero(20.0 * torch.log10(levels.clamp_min(1e-12)) > threshold).flatten()
-    if active.numel() == 0:
-        return wav[:, :0]
-    start = max(0, int(active[0]) - 1) * frame
-    end = min(wav.shape[-1], (int(active[-1]) + 2) * frame)
-    return wav[:, start:end]
-
-
-def normalize_loudness(wav: torch.Tensor, target_rms_db: float = -20.0, peak: float = 0.95) -> torch.Tensor:
-    """Scale to ``target_rms_db`` dBFS RMS, or less if that would push the peak above ``peak``."""
-    rms = float(wav.pow(2).mean().sqrt())
-    top = float(wav.abs().max())
-    if rms <= 0:
-        return wav
-    gain = min(10.0 ** (target_rms_db / 20.0) / rms, peak / top)
-    return wav * gain
-
-
-def split_segments(wav: torch.Tensor, max_samples: int, min_samples: int) -> List[torch.Tensor]:
-    """Cut ``[1, T]`` into the fewest equal pieces of at most ``max_samples``; drops pieces under ``min_samples``."""
-    total = wav.shape[-1]
-    count = max(1, math.ceil(total / max_samples))
-    length = math.ceil(total / count)
-    pieces = [wav[:, i:i + length] for i in range(0, total, length)]
-    return [p for p in pieces if p.shape[-1] >= min_samples]
 
 
 def assign_split(recording_id: str, valid_fraction: float, test_fraction: float) -> str:

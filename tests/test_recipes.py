@@ -188,7 +188,7 @@ def test_spectral_codec_recipe_with_a_trained_vocoder(tiny_corpus, tmp_path):
                f"vocoder={tmp_path / 'vocoder'}", "data.exclude=[]", "data.valid_split=valid",
                "data.valid_include=null", "data.segment_seconds=0.5", "data.batch_size=2",
                f"model.spectral.mel_stage={small}", f"model.spectral.code_stage={small}",
-               f"model.vocoder.backbone={{kind: convnext, dim: 32, intermediate_dim: 64, num_layers: 2}}")
+               "model.vocoder.backbone={kind: convnext, dim: 32, intermediate_dim: 64, num_layers: 2}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     codec = Codec.from_pretrained(tmp_path / "run" / "best")
     assert codec.config.kind == "spectral"
