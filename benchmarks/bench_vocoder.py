@@ -23,6 +23,7 @@ from torch import nn
 
 from timing import count_parameters, interleaved_timings
 from vocoder import Vocoder, VocoderConfig
+from vocoder.checkpoint import read_config
 from vocoder.model import BACKBONES, DEFAULT_BACKBONE, DEFAULT_PHASE_START, REFINE_BEST, REFINE_DEFAULT
 from vocoder.modules import MultiReceptiveField
 
@@ -55,6 +56,10 @@ class HiFiGANv1Generator(nn.Module):
         return torch.tanh(self.conv_post(F.leaky_relu(x)))
 
 
+# The shipped vocoder's configuration (read from its config.json; weights do not change the speed).
+SHIPPED = read_config(VocoderConfig, Vocoder.default_pretrained, "Vocoder")
+
+
 def interleaved_medians(runs: Dict[str, Callable[[], torch.Tensor]], repeats: int) -> Dict[str, float]:
     """Median wall time of each run (see :func:`timing.interleaved_timings`)."""
     return {name: statistics.median(values) for name, values in interleaved_timings(runs, repeats).items()}
@@ -72,7 +77,10 @@ def main() -> None:
     runs: Dict[str, Callable[[], torch.Tensor]] = {}
     rows = []
     for kind, backbone in BACKBONES.items():
-        vocoder = Vocoder(VocoderConfig(backbone=replace(backbone))).eval()
+        config = VocoderConfig(backbone=replace(backbone))
+        if kind == DEFAULT_BACKBONE:  # the shipped model's configuration (its amplitude is the fixed prior)
+            config = replace(config, learned_amplitude=SHIPPED.learned_amplitude)
+        vocoder = Vocoder(config).eval()
         frames = int(args.seconds * vocoder.sample_rate) // vocoder.hop_length
         mel = torch.randn(1, vocoder.n_mels, frames)
         settings = [(0, "network")]

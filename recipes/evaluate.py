@@ -296,7 +296,7 @@ def refinement_figure(vocoder_results: Dict[str, Dict[str, Dict[str, float]]], i
         axis.set_xscale("log")
         axis.set_xlabel("synthesis real-time factor (1 CPU thread)")
         axis.set_ylabel("PESQ-wb")
-        axis.set_title(f"copy synthesis: {set_name} (points: {', '.join(map(str, iterations))} it)")
+        axis.set_title(f"{set_name}: {', '.join(map(str, iterations))} iterations", fontsize=9)
         axis.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "refinement_curve.png", dpi=90)
