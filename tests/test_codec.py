@@ -301,7 +301,8 @@ def test_save_and_load_round_trip(model, tmp_path):
     assert torch.equal(loaded.decompress(model.compress(wav, SR))[0], model.decompress(model.compress(wav, SR))[0])
 
 
-def test_checkpoint_errors(model, tmp_path):
+def test_checkpoint_errors(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(Codec, "default_pretrained", tmp_path / "not-shipped")
     with pytest.raises(CheckpointError, match="no shipped"):
         Codec.from_pretrained()
     with pytest.raises(CheckpointError):
