@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from vocoder.checkpoint import config_from_dict, config_to_dict
 from vocoder.discriminators import DiscriminatorConfig, Discriminators
 from vocoder.losses import LossWeights, adversarial_discriminator_loss
-from vocoder.metrics import MetricAverager, mel_distance, pesq_wideband, si_sdr, stoi
+from vocoder.metrics import MetricAverager, mel_distance, optional_metric, pesq_wideband, si_sdr, stoi
 
 from .data import AudioSegmentDataset
 
@@ -158,8 +158,8 @@ class AudioGanModule(L.LightningModule):
             metrics.add("mel_distance", mel_distance(ref, est, self.sample_rate))
             metrics.add("si_sdr", si_sdr(ref, est))
             if self.config["data"]["speech"]:
-                metrics.add("pesq", _optional(pesq_wideband, ref, est, self.sample_rate))
-                metrics.add("stoi", _optional(stoi, ref, est, self.sample_rate))
+                metrics.add("pesq", optional_metric(pesq_wideband, ref, est, self.sample_rate))
+                metrics.add("stoi", optional_metric(stoi, ref, est, self.sample_rate))
 
     def on_validation_epoch_end(self) -> None:
         means = self._metrics.means()
@@ -184,10 +184,3 @@ class AudioGanModule(L.LightningModule):
 def _uncounted() -> None:
     """Replaces Lightning's step-counting hooks on the discriminators' optimizer."""
 
-
-def _optional(metric, *args) -> Optional[float]:
-    """PESQ fails on silent or too-short clips; such clips simply do not count."""
-    try:
-        return metric(*args)
-    except Exception:  # noqa: BLE001 - the metric packages raise bare Exceptions
-        return None

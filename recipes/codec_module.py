@@ -29,9 +29,7 @@ class CodecModule(AudioGanModule):
         self.sample_rate = codec_config.sample_rate
         self.loss = CodecLoss(codec_config, self.weights)
         self.vocoder_dir = config["vocoder"]
-        if self.vocoder_dir and codec_config.kind != "spectral":
-            raise ValueError("'vocoder' applies to the spectral codec (model.kind: spectral) only")
-        self._load_vocoder()
+        self._load_vocoder()  # Codec.load_vocoder refuses a waveform codec
         if self.generator.vocoder is not None:
             self.generator.vocoder.requires_grad_(False)  # trained by its own recipe
 

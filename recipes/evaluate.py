@@ -42,10 +42,11 @@ from tqdm.auto import tqdm
 
 from codec import Codec
 from vocoder import Vocoder
-from vocoder.audio import resample
+from vocoder.audio import prepare_waveform, resample
 from vocoder.model import PHASE_STARTS
 from vocoder.phase import pghi_phase
-from vocoder.metrics import MetricAverager, mel_distance, pesq_wideband, si_sdr, stft_distance, stoi
+from vocoder.metrics import (MetricAverager, mel_distance, optional_metric, pesq_wideband, si_sdr, stft_distance,
+                             stoi)
 
 from .data import ManifestEntry, read_manifest, selected
 
@@ -88,8 +89,7 @@ def choose_clips(manifest: Path, clip_set: ClipSet, max_seconds: float) -> List[
 
 def _read(path: Path, entry: ManifestEntry, max_seconds: float) -> torch.Tensor:
     data, rate = sf.read(str(path), frames=int(max_seconds * entry.sample_rate), dtype="float32", always_2d=True)
-    wav = torch.from_numpy(data.T.mean(0, keepdims=True).copy())
-    return resample(wav, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else wav
+    return prepare_waveform(data.T, rate, SAMPLE_RATE)[0]
 
 
 # ------------------------------------------------------------------------------- classical codecs
@@ -143,10 +143,7 @@ def score(reference: torch.Tensor, estimate: torch.Tensor, speech: bool, metrics
     metrics.add("stft_distance", stft_distance(ref, est))
     metrics.add("si_sdr", si_sdr(ref, est))
     if speech:
-        try:
-            metrics.add("pesq", pesq_wideband(ref, est, SAMPLE_RATE))
-        except Exception:  # noqa: BLE001 - pesq raises bare Exceptions on clips without speech
-            pass
+        metrics.add("pesq", optional_metric(pesq_wideband, ref, est, SAMPLE_RATE))
         metrics.add("stoi", stoi(ref, est, SAMPLE_RATE))
 
 

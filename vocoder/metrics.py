@@ -8,7 +8,7 @@ that need them raise ``ImportError`` with the package name when they are missing
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -75,6 +75,15 @@ def stoi(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> f
 
     ref, est = _speech_pair(reference, estimate, sample_rate, 16_000)
     return float(np.mean([_stoi(r, e, 16_000, extended=False) for r, e in zip(ref, est)]))
+
+
+def optional_metric(metric: Callable[..., float], *args) -> Optional[float]:
+    """``metric(*args)``, or None where it fails: PESQ fails on silent or too-short clips, which
+    then simply do not count (:class:`MetricAverager` skips None)."""
+    try:
+        return metric(*args)
+    except Exception:  # noqa: BLE001 - the metric packages raise bare Exceptions
+        return None
 
 
 @dataclass
