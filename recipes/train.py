@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.strategies import DDPStrategy
@@ -146,6 +146,14 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
+class RunTimer(Timer):
+    """``--max-time`` as the budget of this run. Lightning's Timer restores the time elapsed before
+    the checkpoint, so a resumed run with the same budget would stop at once."""
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        pass
+
+
 class SaveLastOnEnd(Callback):
     """Writes ``last.ckpt`` when training stops for any reason (max steps, max time)."""
 
@@ -183,6 +191,7 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
     # None switches validation to step intervals.
     t = {k: v for k, v in config["trainer"].items() if v is not None or k == "check_val_every_n_epoch"}
     every = t.pop("checkpoint_every_n_steps")
+    max_time = t.pop("max_time", None)
     export_half = config["export"]["half"]
     checkpoints = output / "checkpoints"
     callbacks: List[Callback] = [
@@ -193,6 +202,7 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
         CheckReplicasInSync(output / "replicas.json"),
         CpuTime(),
         TQDMProgressBar(refresh_rate=t.pop("progress_refresh_rate")),
+        *([RunTimer(duration=max_time, interval="step")] if max_time else []),
         LearningRateMonitor(logging_interval="step"),
     ]
     if t.get("strategy") == "ddp" and getattr(module, "has_unused_parameters", False):

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from codec import Codec
 from generation import AudioGen
 from recipes.config import RecipeConfigError, apply_overrides, load_recipe_config
-from recipes.train import parse_max_time
+from recipes.train import RunTimer, parse_max_time
 from vocoder import Vocoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,6 +165,12 @@ def test_bad_configuration_is_a_one_line_error(tmp_path):
                "data.manifest=/nonexistent/manifest.jsonl")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_a_resumed_run_gets_its_whole_time_budget():
+    timer = RunTimer(duration="00:00:10:00", interval="step")
+    timer.load_state_dict({"time_elapsed": {"train": 3600.0}})  # the run it resumes took an hour
+    assert timer.time_remaining() > 500
 
 
 def test_config_overrides_and_time_budget():
