@@ -21,6 +21,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # torch and torchaudio first and together: torchaudio only loads beside the torch it was built for.
     .venv/bin/python -m pip install -q "torch==2.9.1" "torchaudio==2.9.1"
     .venv/bin/python -m pip install -q -e ".$extras"
+    # aiSFX (the report's sound embedding) pins numpy 1.23 and librosa, neither of which it needs here.
+    [ "$mode" = test ] && .venv/bin/python -m pip install -q --no-deps "aisfx==0.1.2"
     echo "$want" > "$stamp"
 fi
 

@@ -162,6 +162,14 @@ class CodecConfig:
         return replace(base, **overrides)
 
     @classmethod
+    def small(cls, **overrides) -> "CodecConfig":
+        """About 1 M parameters with the default bitstream layout (4 x 1024 codes at 50 Hz): the demo's
+        random-weight fallback, quick on a CPU and showing realistic bitrates and file sizes."""
+        base = cls(latent_dim=64, encoder_filters=8,
+                   backbone=BackboneConfig(kind="convnext", dim=64, intermediate_dim=192, num_layers=2))
+        return replace(base, **overrides)
+
+    @classmethod
     def tiny(cls, **overrides) -> "CodecConfig":
         """A very small model with the default framing, for tests and smoke runs (not for quality).
         ``kind="spectral"`` gives a tiny spectral codec with a tiny vocoder inside."""

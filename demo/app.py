@@ -7,6 +7,7 @@ a shared server alive (upload size, a bounded queue, one private temporary folde
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,14 +19,19 @@ from .handlers import MAX_SEED, DemoHandlers, DemoLimits
 from .models import DemoModels
 from .workspace import Workspace
 
+# Kinds of sound the shipped model was trained on (its corpus captions), so it can serve them.
 EXAMPLE_PROMPTS = [
-    "a dog barking in the distance",
-    "rain falling on a tin roof",
-    "a car engine starting and driving away",
-    "birds chirping in a forest at dawn",
-    "applause from a large audience",
-    "footsteps on a wooden floor",
+    "swords clashing",
+    "a kick drum hit",
+    "a fire crackling",
+    "rain falling",
+    "a daytime ambience with birds",
+    "a horse neighing",
+    "an explosion",
+    "a person speaking French",
 ]
+# Real recordings, held out from training, to continue (attributions in examples/README.md).
+EXAMPLE_RECORDINGS = sorted(str(path) for path in (Path(__file__).parent / "examples").glob("*.flac"))
 
 # System fonts only: the default theme fetches Google Fonts, which an offline server cannot reach.
 _THEME = gr.themes.Default(
@@ -110,7 +116,7 @@ def build_app(models: DemoModels, limits: Optional[DemoLimits] = None,
             with gr.Row():
                 with gr.Column():
                     text = gr.Textbox(label="Describe the sound", lines=2, max_length=limits.max_text_chars,
-                                      placeholder="e.g. a dog barking in the rain", elem_id="tta-text")
+                                      placeholder="e.g. rain falling", elem_id="tta-text")
                     gr.Examples(EXAMPLE_PROMPTS, inputs=[text], label="Example prompts")
                     controls = _sampling_controls(models, limits, "Duration (s)",
                                                   (limits.min_generation_seconds, limits.max_generation_seconds), "tta")
@@ -126,6 +132,7 @@ def build_app(models: DemoModels, limits: Optional[DemoLimits] = None,
                 with gr.Column():
                     prompt = gr.Audio(sources=audio_sources, type="filepath", elem_id="cont-prompt",
                                       label=f"Audio prompt (up to {limits.max_prompt_seconds:g} s)")
+                    gr.Examples([[path] for path in EXAMPLE_RECORDINGS], inputs=[prompt], label="Example recordings")
                     cont_text = gr.Textbox(label="Description (optional)", lines=1, max_length=limits.max_text_chars)
                     cont_controls = _sampling_controls(
                         models, limits, "Total duration, prompt included (s)",

@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional, Tuple, Union
 
@@ -18,7 +18,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from generation.sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING
+from generation.sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING, SamplingParams
 from vocoder.audio import AudioError, load_audio, prepare_waveform, save_audio
 from vocoder.model import REFINE_BEST
 
@@ -70,13 +70,12 @@ class CodecResult(NamedTuple):
 
 @dataclass(frozen=True)
 class Sampling:
-    """Validated sampling settings shared by text-to-audio and continuation."""
+    """Validated settings shared by text-to-audio and continuation: the token sampling itself is the
+    library's :class:`~generation.sampling.SamplingParams`."""
 
     duration: float
     cfg_coef: float
-    temperature: float
-    top_k: int
-    top_p: float
+    params: SamplingParams
     seed: int
 
 
@@ -141,7 +140,7 @@ class DemoHandlers:
         text = (text or "").strip()
         if not text:
             if required:
-                raise gr.Error("Please describe the sound you want, e.g. 'a dog barking in the rain'.")
+                raise gr.Error("Please describe the sound you want, e.g. 'rain falling' or 'a kick drum hit'.")
             return None
         if len(text) > self.limits.max_text_chars:
             raise gr.Error(f"The description has {len(text)} characters; the limit is {self.limits.max_text_chars}.")
@@ -154,9 +153,10 @@ class DemoHandlers:
         return Sampling(
             duration=duration,
             cfg_coef=_number("Guidance scale", cfg_coef, 0.0, lim.max_guidance),
-            temperature=_number("Temperature", temperature, 0.0, lim.max_temperature),
-            top_k=_number("Top-k", top_k, 0, self.models.generator.codec.codebook_size, integer=True),
-            top_p=_number("Top-p", top_p, 0.0, 1.0),
+            params=SamplingParams(
+                temperature=_number("Temperature", temperature, 0.0, lim.max_temperature),
+                top_k=_number("Top-k", top_k, 0, self.models.generator.codec.codebook_size, integer=True),
+                top_p=_number("Top-p", top_p, 0.0, 1.0)),
             seed=secrets.randbelow(MAX_SEED + 1) if random_seed or seed is None
             else _number("Seed", seed, 0, MAX_SEED, integer=True),
         )
@@ -222,7 +222,7 @@ class DemoHandlers:
         started = time.perf_counter()
         with self._stoppable(request, progress) as on_step:
             wav = generator.generate([text], duration=sampling.duration, cfg_coef=sampling.cfg_coef,
-                                     temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+                                     **asdict(sampling.params),
                                      seed=sampling.seed, progress=on_step)
         elapsed = time.perf_counter() - started
         seconds = wav.shape[-1] / generator.sample_rate
@@ -263,8 +263,7 @@ class DemoHandlers:
         with self._stoppable(request, progress) as on_step:
             wav = generator.generate_continuation(
                 prompt, prompt_rate, descriptions=None if text is None else [text], duration=sampling.duration,
-                cfg_coef=sampling.cfg_coef, temperature=sampling.temperature, top_k=sampling.top_k,
-                top_p=sampling.top_p, seed=sampling.seed, progress=on_step)
+                cfg_coef=sampling.cfg_coef, **asdict(sampling.params), seed=sampling.seed, progress=on_step)
         elapsed = time.perf_counter() - started
         seconds = wav.shape[-1] / generator.sample_rate
         summary = (f"The prompt ends at **{prompt_seconds:.2f} s** (cyan line); the remaining "

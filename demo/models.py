@@ -12,18 +12,10 @@ import torch
 from codec import Codec, CodecConfig
 from generation import AudioGen
 from vocoder.checkpoint import CheckpointError
-from vocoder.modules import BackboneConfig
 
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M")
-
-# Random weights make noise whatever the size, so the fallback codec is small (about 1 M
-# parameters) to keep a CPU-only demo quick; the bitstream layout (4 x 1024 codes at 50 Hz) is the
-# default one, so the page shows realistic bitrates and file sizes.
-SMALL_CODEC = CodecConfig(latent_dim=64, encoder_filters=8,
-                          backbone=BackboneConfig(kind="convnext", dim=64, intermediate_dim=192, num_layers=2))
-
 
 @dataclass
 class DemoModels:
@@ -39,7 +31,7 @@ class DemoModels:
     @classmethod
     def random(cls, seed: int = 0, device: Union[str, torch.device] = "cpu") -> "DemoModels":
         """Small seeded random-weight models (untrained: they make noise), sharing one codec."""
-        generator = AudioGen.random_init(codec_config=SMALL_CODEC, seed=seed).to(device)
+        generator = AudioGen.random_init(codec_config=CodecConfig.small(), seed=seed).to(device)
         source = f"random weights (seed {seed})"
         return cls(generator, generator.codec, source, source, generator_trained=False, codec_trained=False)
 

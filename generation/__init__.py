@@ -10,7 +10,7 @@ decodes the tokens to audio.
 >>> wav = gen.generate(["a dog barking"], duration=5.0, seed=0)
 """
 
-from .audiogen import MAX_DURATION, AudioGen, small_lm_config
+from .audiogen import MAX_DURATION, AudioGen
 from .conditioners import ConditionerError, TextCondition, TextConditioner, build_conditioner
 from .patterns import PATTERNS, CodebookPattern
 from .sampling import SamplingParams
@@ -29,5 +29,4 @@ __all__ = [
     "TextCondition",
     "TextConditioner",
     "build_conditioner",
-    "small_lm_config",
 ]

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +31,6 @@ DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
 MAX_DURATION = 300.0  # seconds; longer requests are almost certainly a unit mistake (ms, samples)
 
 Progress = Union[bool, Callable[[int, int], None]]
-
-
-def small_lm_config(**overrides) -> LMConfig:
-    """A small language model (about 1 M parameters) for demos and smoke runs with random weights."""
-    base = dict(dim=128, num_layers=2, num_heads=4, ffn_dim=256, conditioner="hashed:64", text_dim=64)
-    return LMConfig(**{**base, **overrides})
 
 
 @dataclass(frozen=True)
@@ -69,22 +65,29 @@ class AudioGen:
 
     @classmethod
     def from_pretrained(cls, path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu") -> "AudioGen":
-        """Load ``path/lm`` and ``path/codec`` (``None``: the model shipped in ``generation/pretrained/default``)."""
+        """Load ``path/lm`` and its codec (``None``: the model shipped in ``generation/pretrained/default``).
+
+        The codec is ``path/codec``, or, when ``path`` holds a ``codec.json`` reference instead, the
+        shipped codec, checked against the checksum of the weights the LM was trained with (an LM
+        is only valid for the token space of its own codec).
+        """
         path = Path(path) if path is not None else DEFAULT_PRETRAINED
         if not path.is_dir():
             raise CheckpointError(f"no AudioGen model at {path}; train one with the recipes, or build one "
                                   f"with AudioGen(lm, codec) / AudioGen.random_init()")
         lm = AudioLanguageModel.from_pretrained(path / "lm", device=device)
-        codec = Codec.from_pretrained(path / "codec", device=device)
-        return cls(lm, codec)
+        if not (path / "codec").is_dir() and (path / CODEC_REFERENCE).is_file():
+            check_codec_reference(path / CODEC_REFERENCE, Codec.default_pretrained)
+            return cls(lm, Codec.from_pretrained(None, device=device))
+        return cls(lm, Codec.from_pretrained(path / "codec", device=device))
 
     @classmethod
     def random_init(cls, lm_config: Optional[LMConfig] = None, codec_config: Optional[CodecConfig] = None,
                     seed: int = 0) -> "AudioGen":
-        """Random weights (default: :func:`small_lm_config`, default codec): runs every code path, makes noise."""
+        """Random weights (default: :meth:`LMConfig.small`, default codec): runs every code path, makes noise."""
         with seeded(seed):
             codec = Codec(codec_config or CodecConfig())
-            lm_config = lm_config or small_lm_config(num_codebooks=codec.num_codebooks, codebook_size=codec.codebook_size)
+            lm_config = lm_config or LMConfig.small(num_codebooks=codec.num_codebooks, codebook_size=codec.codebook_size)
             return cls(AudioLanguageModel(lm_config), codec)
 
     def save_pretrained(self, directory: Union[str, Path]) -> Path:
@@ -261,6 +264,30 @@ class AudioGen:
             windows.append(Window(context, new))
             done += new
         return windows
+
+
+CODEC_REFERENCE = "codec.json"
+
+
+def weights_checksum(codec_dir: Path) -> str:
+    """SHA-256 of a saved codec's ``model.safetensors``."""
+    return hashlib.sha256((Path(codec_dir) / "model.safetensors").read_bytes()).hexdigest()
+
+
+def write_codec_reference(path: Path, codec_dir: Path) -> None:
+    """Record in ``path`` which codec weights (by checksum) an LM's tokens come from."""
+    Path(path).write_text(json.dumps({"codec_sha256": weights_checksum(codec_dir)}, indent=2) + "\n")
+
+
+def check_codec_reference(path: Path, codec_dir: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``codec_dir`` holds the weights ``path`` refers to."""
+    try:
+        wanted = json.loads(Path(path).read_text())["codec_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is not a codec reference ({type(err).__name__}: {err})") from None
+    if not (Path(codec_dir) / "model.safetensors").is_file() or weights_checksum(codec_dir) != wanted:
+        raise CheckpointError(f"the codec in {codec_dir} is not the one this language model was trained with "
+                              f"({path}); retrain the LM on its tokens, or put the right codec in a codec/ folder")
 
 
 def _reject_unknown(unknown: dict) -> None:

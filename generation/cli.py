@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=DEFAULT_SAMPLING.temperature, help="sampling temperature (0 = greedy)")
     parser.add_argument("--prompt", type=Path, default=None, help="audio file to continue (its length counts in --duration)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", type=Path, default=None, help="model directory with lm/ and codec/ (default: shipped)")
+    source.add_argument("--model", type=Path, default=None, help="model directory with lm/ and codec/ or codec.json (default: shipped)")
     source.add_argument("--random-init", action="store_true", help="small random-weight model (noise; tests the pipeline)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     return parser

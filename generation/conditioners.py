@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence
 
@@ -83,6 +84,34 @@ def _rows(condition: TextCondition) -> List[TextCondition]:
     """Split a batch into single items trimmed to their own length."""
     lengths = condition.mask.sum(dim=1).tolist()
     return [TextCondition(condition.states[i:i + 1, :n], condition.mask[i:i + 1, :n]) for i, n in enumerate(lengths)]
+
+
+class CachedConditioner(TextConditioner):
+    """Memoises another (frozen) conditioner per description, keeping the ``capacity`` most recent.
+
+    Training sees the same captions again and again; caching their states skips the text encoder
+    for all but the first time (MiniLM costs as much as a small LM's step on a CPU).
+    """
+
+    def __init__(self, conditioner: TextConditioner, capacity: int = 4096) -> None:
+        super().__init__()
+        self.inner = conditioner
+        self.output_dim = conditioner.output_dim
+        self.capacity = capacity
+        self.cache: "OrderedDict[str, TextCondition]" = OrderedDict()
+
+    def encode_text(self, descriptions: List[str]) -> TextCondition:
+        missing = [d for d in dict.fromkeys(descriptions) if d not in self.cache]
+        if missing:
+            for text, row in zip(missing, _rows(self.inner.encode_text(missing))):
+                self.cache[text] = row
+        rows = []
+        for text in descriptions:
+            self.cache.move_to_end(text)
+            rows.append(self.cache[text])
+        while len(self.cache) > self.capacity:
+            self.cache.popitem(last=False)
+        return TextCondition.cat(rows)
 
 
 class HashedConditioner(TextConditioner):

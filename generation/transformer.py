@@ -62,6 +62,12 @@ class LMConfig:
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.cfg_dropout <= 1.0:
             raise ValueError(f"dropout must be in [0, 1) and cfg_dropout in [0, 1], got {self.dropout}, {self.cfg_dropout}")
 
+    @classmethod
+    def small(cls, **overrides) -> "LMConfig":
+        """A small model (about 1 M parameters, hashed text) for demos and smoke runs with random weights."""
+        base = dict(dim=128, num_layers=2, num_heads=4, ffn_dim=256, conditioner="hashed:64", text_dim=64)
+        return cls(**{**base, **overrides})
+
     @property
     def special_token(self) -> int:
         """Token id for slots the pattern leaves empty (and the start of the sequence)."""

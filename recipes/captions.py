@@ -2,10 +2,10 @@
 
 Each source names its sounds differently, so each has a small function here that turns its
 metadata (paths, stamp descriptions, drum-kit instrument names) into a short caption such as
-"a snare drum hit", "a person speaking French" or "footsteps on gravel". The rules are ordered
-lists of regular expressions matched against a lowercase path or name: the first match wins,
-so specific patterns come before general ones. Anything unmatched falls back to
-"the sound of <words of the file name>".
+"a snare drum hit", "a person speaking French" or "footsteps on gravel". The rules are data: ordered
+tables of regular expressions in ``caption_rules/*.tsv``, matched against a lowercase path or name;
+the first match wins, so specific patterns come before general ones. Anything unmatched falls back
+to "the sound of <words of the file name>".
 
 Speech is captioned by language only: the packages do not record who speaks, so no gender is
 guessed ("a person speaking Greek", never "a woman speaking Greek").
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Optional, Sequence, Tuple
 
 # ISO 639-1 codes (plus Low German) of the languages spoken in the packages.
@@ -48,6 +48,26 @@ class Rule:
     def apply(self, text: str) -> Optional[str]:
         match = re.search(self.pattern, text)
         return match.expand(self.caption) if match else None
+
+
+RULES_DIR = Path(__file__).parent / "caption_rules"
+
+
+def read_rules(path: Path) -> Tuple[Rule, ...]:
+    """Rules from a table of ``pattern<TAB>caption`` lines (``#`` lines are comments), in order."""
+    rules = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        pattern, tab, caption = line.partition("\t")
+        if not tab or not caption.strip():
+            raise ValueError(f"{path}:{number}: expected 'pattern<TAB>caption', got {line!r}")
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"{path}:{number}: bad pattern {pattern!r}: {err}") from None
+        rules.append(Rule(pattern, caption))
+    return tuple(rules)
 
 
 def first_match(text: str, rules: Iterable[Rule]) -> Optional[str]:
@@ -102,188 +122,9 @@ def sound_of(path: str) -> str:
     return "the sound of " + " ".join(words) if words else "a sound"
 
 
-# Effects from game and sample packages (ufoai, widelands, wordwarvi, sonic-pi, lmms), matched
-# against the lowercase path without extension. Order matters: specific before general.
-EFFECT_RULES: Tuple[Rule, ...] = tuple(Rule(p, c) for p, c in [
-    # music
-    (r"(^|/)music/", "instrumental music"),
-    (r"highscoremusic|mono-?mix|monomix|mono$", "music"),
-    # voices
-    (r"aliens/.*/(die|hurt)", "an alien creature shrieking in pain"),
-    (r"aliens/.*/attack", "an alien creature attacking"),
-    (r"aliens/.*/move", "an alien creature moving"),
-    (r"fem\w*(death|hurt|scream)", "a woman screaming in pain"),
-    (r"male\w*(death|hurt)", "a man groaning in pain"),
-    (r"help_(up|down)_here", "a person shouting for help"),
-    (r"woohoo|yay", "a person cheering"),
-    (r"aaaah|ooooof|ow_my_spine|fallingscream", "a person crying out in pain"),
-    (r"hohoho", "a person laughing ho ho ho"),
-    (r"usethesource|nice_bank_shot|abducted", "a person speaking"),
-    (r"misc_burp", "a person burping"),
-    (r"breath", "a person breathing"),
-    (r"applause", "applause"),
-    (r"raving_crowd", "a cheering crowd"),
-    # footsteps and movement
-    (r"footsteps/(water|splash)", "footsteps splashing in water"),
-    (r"footsteps/hitground", "a body falling to the ground"),
-    (r"footsteps/crouch", "a person crouching down"),
-    (r"footsteps/stand", "a person standing up"),
-    (r"footsteps/([a-z]+)", r"footsteps on \1"),
-    # weapons
-    (r"reload", "a weapon being reloaded"),
-    (r"grenade-pin", "a grenade pin being pulled"),
-    (r"grenade-bounce", "a grenade bouncing"),
-    (r"impact/\w+-bodyimpact", "a projectile hitting a body"),
-    (r"impact/water", "a bullet hitting water"),
-    (r"impact/", "a projectile hitting a wall"),
-    (r"chaingun|hmg|smg|needler", "a machine gun firing"),
-    (r"shotgun", "a shotgun firing"),
-    (r"pistol", "a pistol shot"),
-    (r"rifle|sniper|gauss|bolter|flechette", "a rifle shot"),
-    (r"flak_gun|gunwheel|combat-gun|cannon-fire|gunshot", "a gun firing"),
-    (r"laser|plasma|ptl-", "a laser gun firing"),
-    (r"flamer", "a flamethrower"),
-    (r"explo|bomb|flak_hit|cineboom|rocket-exp", "an explosion"),
-    (r"grenade-launcher|missile_launch|rocket-|combat-rocket", "a rocket launching"),
-    (r"sword-hit", "a sword hit"),
-    (r"swoosh|woosh|swash|sword-fly|melee", "a swoosh"),
-    (r"taser|/electro$|zzzt|sparks|tesla", "an electric crackle"),
-    # doors, breaking, impacts
-    (r"cardoor", "a car door closing"),
-    (r"door\d*-open", "a door opening"),
-    (r"door\d*-close", "a door closing"),
-    (r"creak|doors/", "a door creaking"),
-    (r"breakglass", "glass breaking"),
-    (r"breakwood", "wood breaking"),
-    (r"breakmetal|metalbang|clang", "metal banging"),
-    (r"breakelectric", "an electrical device breaking"),
-    (r"stonebang", "stones banging together"),
-    (r"bodyslam|ground_smack", "a heavy thud"),
-    (r"us_quarter", "a coin dropping"),
-    (r"timpani", "a timpani boing"),
-    # nature and ambience
-    (r"thunder|lightning", "thunder rumbling"),
-    (r"wind_turbine", "a wind turbine whirring"),
-    (r"arcticwind|(^|/)wind", "wind blowing"),
-    (r"cricket", "crickets chirping"),
-    (r"(^|/)bird", "a bird singing"),
-    (r"boar", "a wild boar grunting"),
-    (r"moose|stag", "a deer bellowing"),
-    (r"wolf|coyote", r"a \g<0> howling"),
-    (r"frog", "a frog croaking"),
-    (r"duck", "a duck quacking"),
-    (r"misc_crow", "a crow cawing"),
-    (r"farm/ox", "an ox lowing"),
-    (r"sheep", "a sheep bleating"),
-    (r"horse", "a horse neighing"),
-    (r"donkey", "a donkey braying"),
-    (r"farm_animal", "farm animals"),
-    (r"volcano", "a volcano erupting"),
-    (r"fire", "a fire crackling"),
-    (r"steam", "steam hissing"),
-    (r"bubble|waterfontain|(^|/)water", "water bubbling"),
-    (r"tv_static", "television static"),
-    (r"tv_news|radiomessage", "a radio broadcast"),
-    (r"disco", "disco music"),
-    (r"jingle", "a short jingle"),
-    # machines and crafts (widelands)
-    (r"diesel", "a diesel engine"),
-    (r"hover", "a hovercraft engine"),
-    (r"flyby", "an aircraft flying by"),
-    (r"jetwash|rocket_exhaust", "a jet engine roaring"),
-    (r"geologist_hammer", "a hammer striking rock"),
-    (r"hammering|smith", "a hammer striking metal"),
-    (r"sharpening", "a blade being sharpened"),
-    (r"mill_turning", "a mill wheel turning"),
-    (r"weav", "a loom weaving"),
-    (r"tree_falling", "a tree falling"),
-    (r"woodcutting", "an axe chopping wood"),
-    (r"(gold|iron)ping", "a metal ping"),
-    (r"furnace", "a furnace roaring"),
-    (r"fizzle", "hot metal hissing in water"),
-    (r"saw", "a saw cutting wood"),
-    (r"stonemason|stonecutter|stonegrind", "stone being cut"),
-    (r"mortar", "a mortar grinding"),
-    (r"goldspin", "a spinning wheel turning"),
-    (r"scythe", "a scythe cutting grass"),
-    (r"fisher_throw_net", "a fishing net being thrown"),
-    (r"fisher_pull_net", "a fishing net being pulled in"),
-    (r"falling_tools", "tools falling on the ground"),
-    (r"taverns/", "cooking in a kitchen"),
-    # instrument and drum samples (sonic-pi, lmms)
-    (r"loop_amen|breakbeat|(^|/)break\d|jungle", "a breakbeat drum loop"),
-    (r"loop_tabla", "a tabla rhythm"),
-    (r"loop_drone", "a synth drone"),
-    (r"beats/|loop_", "a drum loop"),
-    (r"tabla", "a tabla"),
-    (r"(^|/)bd_|bassdrum|drum_bass|kick|nasty_bass", "a kick drum"),
-    (r"drum_roll", "a drum roll"),
-    (r"snare_rim|sidestick|rim\d", "a rimshot"),
-    (r"(^|/)sn_|snare", "a snare drum"),
-    (r"hihat_closed|drum_cymbal_closed", "a closed hi-hat"),
-    (r"hihat_open|drum_cymbal_open|hihat", "an open hi-hat"),
-    (r"hihat_foot|drum_cymbal_pedal", "a hi-hat pedal"),
-    (r"crash", "a crash cymbal"),
-    (r"ride\d", "a ride cymbal"),
-    (r"splash", "a splash cymbal"),
-    (r"cymbal", "a cymbal"),
-    (r"tom", "a tom drum"),
-    (r"cowbell", "a cowbell"),
-    (r"clap", "a hand clap"),
-    (r"snap", "a finger snap"),
-    (r"shaker", "a shaker"),
-    (r"drums/clav", "claves"),
-    (r"drums/wood|elec_wood", "a wood block"),
-    (r"zap", "an electronic zap"),
-    (r"ambi_choir", "an ambient choir"),
-    (r"ambi_piano", "an ambient piano"),
-    (r"ambi_glass", "a wine glass humming"),
-    (r"ambi_", "an ambient drone"),
-    (r"church_organ", "a church organ"),
-    (r"e_organ", "an electric organ"),
-    (r"e_piano", "an electric piano"),
-    (r"harpsichord", "a harpsichord"),
-    (r"piano", "a piano"),
-    (r"violin_pizzicato", "a violin playing pizzicato"),
-    (r"violin", "a violin"),
-    (r"cello", "a cello"),
-    (r"trumpet", "a trumpet"),
-    (r"flute", "a flute"),
-    (r"latin_brass", "a brass section"),
-    (r"latin_guitar", "a latin guitar riff"),
-    (r"distorted", "a distorted electric guitar"),
-    (r"steel_guitar", "a steel-string guitar"),
-    (r"guit_", "an electric guitar"),
-    (r"bassslap", "a slap bass"),
-    (r"tb303|acid", "an acid bass line"),
-    (r"bass", "a synth bass"),
-    (r"techno_synth|synth", "a techno synthesizer"),
-    (r"bell_choir|perc_bell|elec_bell|chime", "a bell ringing"),
-    (r"choir|chorus", "a synth choir pad"),
-    (r"strings?\d", "a string ensemble"),
-    (r"pad|ambient|_drone", "a synth pad"),
-    (r"wind_chimes", "wind chimes"),
-    (r"scratch|backspin|rewind", "a record scratch"),
-    (r"vinyl_hiss", "vinyl crackle"),
-    (r"metronome", "a metronome ticking"),
-    (r"dong", "a metallic gong"),
-    (r"perc_till", "a cash register"),
-    (r"perc_door", "a door knock"),
-    (r"impact|(^|/)hit", "a heavy hit"),
-    (r"mehackit_robot|glitch_robot", "a robot voice"),
-    (r"mehackit_phone", "a telephone tone"),
-    (r"glitch_", "a glitchy electronic sound"),
-    (r"sweep|warp|chroma|(^|/)start|(^|/)stop", "an electronic sweep"),
-    (r"spiderwalk", "an alien creature moving"),
-    (r"alien|engine|machine|generator|pump|ventilation|hum|dron|lights_loop", "machinery humming"),
-    (r"atmo|_atm|sand-city", "an eerie ambience"),
-    # interface sounds
-    (r"alarm|alert|under_attack", "an alarm"),
-    (r"elec_triangle", "a triangle"),
-    (r"radar|beep|blip|ping|elec_", "an electronic beep"),
-    (r"click|item-d", "a click"),
-    (r"geoscape/|sound/misc/|message|lobby|site_occupied|construction|ui/", "a notification sound"),
-])
+# Effects from game and sample packages (ufoai, widelands, wordwarvi, sonic-pi, lmms, megaglest,
+# warzone2100, 0 A.D.), matched against the lowercase path without extension.
+EFFECT_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "effects.tsv")
 
 
 def effect_caption(path: str) -> str:
@@ -293,40 +134,7 @@ def effect_caption(path: str) -> str:
 
 
 # Drum-kit instrument names from Hydrogen's drumkit.xml ("Snare Rimshot", "Hi-Hat Open", "c3 - bass drum 1").
-DRUM_RULES: Tuple[Rule, ...] = tuple(Rule(p, c) for p, c in [
-    (r"kick|bass ?drum|(^|\W)bd", "a kick drum hit"),
-    (r"rim ?shot", "a snare drum rimshot"),
-    (r"snare roll", "a snare drum roll"),
-    (r"snare|(^|\W)sn\d", "a snare drum hit"),
-    (r"side ?stick|stick|rim click|(^|\s)click", "a drumstick click"),
-    (r"(hat|hh).*(pedal|pd|foot)|pedal (hh|hat)", "a hi-hat pedal"),
-    (r"(hat|hh).*(open|op\b|semi|swish)|open (hh|hat)", "an open hi-hat"),
-    (r"hat|hh", "a closed hi-hat"),
-    (r"floor tom|tom floor", "a floor tom hit"),
-    (r"tom", "a tom drum hit"),
-    (r"crash", "a crash cymbal"),
-    (r"bell|cup", "a ride cymbal bell"),
-    (r"ride", "a ride cymbal"),
-    (r"splash", "a splash cymbal"),
-    (r"china", "a china cymbal"),
-    (r"cymbal", "a cymbal"),
-    (r"clap", "a hand clap"),
-    (r"snap", "a finger snap"),
-    (r"cowbell", "a cowbell"),
-    (r"tambourine", "a tambourine"),
-    (r"maraca|shaker", "a maraca shake"),
-    (r"bongo", "a bongo hit"),
-    (r"conga", "a conga hit"),
-    (r"djembe", "a djembe hit"),
-    (r"sangban|dununba|kenkeni", "a dunun drum hit"),
-    (r"cajon", "a cajon hit"),
-    (r"clave", "claves"),
-    (r"woodblock", "a wood block"),
-    (r"waterglass", "a water glass being struck"),
-    (r"agogo", "an agogo bell"),
-    (r"whistle", "a whistle"),
-    (r"zap|fx", "an electronic drum sound"),
-])
+DRUM_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "drums.tsv")
 
 
 def drum_caption(instrument: str, kit: str = "", filename: str = "") -> str:

@@ -219,17 +219,20 @@ class MixingDataset(Dataset):
 
     The partner is mixed at an SNR drawn uniformly from ``snr_range`` dB, and the captions are
     joined louder clip first (``"a dog barking and rain falling"``). Set ``enabled = False`` (or
-    ``probability = 0``) to switch mixing off without rebuilding the pipeline.
+    ``probability = 0``) to switch mixing off without rebuilding the pipeline. The mix lasts as long
+    as the longer clip, or, with ``keep_length``, as long as the item itself (token extraction keeps
+    batches of similar lengths that way).
     """
 
     def __init__(self, dataset: Dataset, probability: float = 0.5,
-                 snr_range: Sequence[float] = (-5.0, 5.0), enabled: bool = True) -> None:
+                 snr_range: Sequence[float] = (-5.0, 5.0), enabled: bool = True, keep_length: bool = False) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {probability}")
         low, high = snr_range
         if low > high:
             raise ValueError(f"snr_range must be (low, high), got {tuple(snr_range)}")
         self.dataset, self.probability, self.snr_range, self.enabled = dataset, probability, (low, high), enabled
+        self.keep_length = keep_length
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -243,7 +246,8 @@ class MixingDataset(Dataset):
         low, high = self.snr_range
         snr_db = low + (high - low) * torch.rand(()).item()
         item["audio"] = mix_clips(item["audio"], other["audio"], snr_db)
-        item["num_samples"] = max(item["num_samples"], other["num_samples"])
+        if not self.keep_length:
+            item["num_samples"] = max(item["num_samples"], other["num_samples"])
         louder, quieter = (item["caption"], other["caption"]) if snr_db >= 0 else (other["caption"], item["caption"])
         item["caption"] = join_captions([louder, quieter])
         return item

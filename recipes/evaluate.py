@@ -221,11 +221,12 @@ def evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: S
 # ----------------------------------------------------------------------------------------- figures
 
 
-def learning_curves(runs: Sequence[Path], out: Path) -> Dict[str, List[Dict[str, float]]]:
-    """Validation metrics against CPU-hours (or steps where a log has no CPU time) per run."""
-    import csv
+SPEECH_METRICS = ("val/pesq", "val/stoi", "val/mel_distance")
 
-    import matplotlib.pyplot as plt
+
+def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[Dict[str, float]]]:
+    """Per run, the validation points (``step``, ``cpu_hours`` where logged, and ``metrics``) of its CSV log."""
+    import csv
 
     curves: Dict[str, List[Dict[str, float]]] = {}
     for run in runs:
@@ -236,26 +237,40 @@ def learning_curves(runs: Sequence[Path], out: Path) -> Dict[str, List[Dict[str,
         with path.open() as handle:
             for row in csv.DictReader(handle):
                 step = int(float(row["step"]))
-                for key in ("cpu_hours", "val/pesq", "val/stoi", "val/mel_distance"):
+                for key in ("cpu_hours", *metrics):
                     if row.get(key):
                         rows.setdefault(step, {"step": step})[key] = float(row[key])
         # CpuTime logs at the step after validation (Lightning's step counter has moved on by then).
         for step, row in rows.items():
-            if "cpu_hours" in row and "val/mel_distance" not in row and step - 1 in rows:
+            if "cpu_hours" in row and metrics[-1] not in row and step - 1 in rows:
                 rows[step - 1].setdefault("cpu_hours", row["cpu_hours"])
-        curves[Path(run).name] = [r for _, r in sorted(rows.items()) if "val/mel_distance" in r]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+        curves[Path(run).name] = [r for _, r in sorted(rows.items()) if metrics[-1] in r]
+    return curves
+
+
+def curves_figure(curves: Dict[str, List[Dict[str, float]]], metrics: Sequence[str], path: Path,
+                  what: str = "") -> None:
+    """One panel per metric, validation value against CPU-hours (or steps where a log has no CPU time)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.7 * len(metrics), 3.8), squeeze=False)
     for name, points in curves.items():
         x_key = "cpu_hours" if all("cpu_hours" in p for p in points) else "step"
-        for axis, metric in zip(axes, ("val/pesq", "val/stoi", "val/mel_distance")):
+        for axis, metric in zip(axes[0], metrics):
             xs = [p[x_key] for p in points if metric in p]
             axis.plot(xs, [p[metric] for p in points if metric in p], marker="o", label=f"{name} ({x_key})")
-            axis.set_title(metric + " (held-out speech)")
+            axis.set_title(metric + what)
             axis.set_xlabel("CPU-hours" if x_key == "cpu_hours" else "step")
-    axes[0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def learning_curves(runs: Sequence[Path], out: Path) -> Dict[str, List[Dict[str, float]]]:
+    """Speech validation metrics of codec and vocoder runs against CPU-hours; ``learning_curves.png``."""
+    curves = read_curves(runs, SPEECH_METRICS)
+    curves_figure(curves, SPEECH_METRICS, out / "learning_curves.png", " (held-out speech)")
     return curves
 
 
@@ -352,7 +367,9 @@ VOCODER_COLUMNS = (("PESQ-wb", "pesq", ".2f"), ("STOI", "stoi", ".3f"), ("mel di
 def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: List[str]) -> None:
     lines = ["# Evaluation report", "",
              "Written by `python -m recipes.evaluate` (see its docstring for the clip sets). "
-             "All numbers from one run on this machine; every system scored on the same clips.", ""]
+             "All numbers from one run on this machine; every system scored on the same clips. The text-to-audio "
+             "model has its own report: [generation/README.md](generation/README.md) "
+             "(`python -m recipes.evaluate_generation`).", ""]
     lines += [f"- {name}: {count} clips" for name, count in clip_counts.items()]
     lines += [f"- note: {note}" for note in notes]
     if "codec" in results:

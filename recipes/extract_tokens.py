@@ -7,8 +7,9 @@ A Lightning predict loop, so the same command runs on one CPU or on many GPUs. E
 ``shard-r<rank>-<n>.safetensors`` files (codes as int16 ``[K, F]`` per item) and
 ``index-r<rank>.jsonl`` lines ``{"shard", "key", "caption", "frames", "split"}``; ``index.jsonl``
 merges them at the end. ``--mix-copies N`` adds, per split, N extra passes in which each clip is
-mixed with another at a random SNR in [-5, 5] dB and the captions are joined (AudioGen's mixing
-augmentation).
+mixed with another at a random SNR in [-5, 5] dB, keeping its own length, and the captions are
+joined (AudioGen's mixing augmentation). Clips are encoded shortest first, so a batch is padded
+only to the longest of similar clips.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class CodecTokenizer(L.LightningModule):
         self.codec = codec.eval().requires_grad_(False)
 
     def predict_step(self, batch: Dict[str, Any], batch_idx: int) -> List[Dict[str, Any]]:
-        codes = self.codec.encode(batch["audio"], self.codec.sample_rate).cpu()
+        longest = int(batch["num_samples"].max())  # items are padded to the segment length: encode only up to the longest
+        codes = self.codec.encode(batch["audio"][..., :longest], self.codec.sample_rate, progress=False).cpu()
         items = []
         for i, valid in enumerate(batch["num_samples"].tolist()):
             frames = math.ceil(valid / self.codec.hop_length)
@@ -158,12 +160,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         codec = Codec.from_pretrained(args.codec)
         parts = []
         for split in args.splits:
-            clips = AudioSegmentDataset(args.manifest, split, args.max_seconds, codec.sample_rate, crop="start")
-            if args.limit is not None and args.limit < len(clips):
-                keep = torch.randperm(len(clips), generator=torch.Generator().manual_seed(0))[: args.limit]
-                clips = Subset(clips, sorted(keep.tolist()))
+            segments = AudioSegmentDataset(args.manifest, split, args.max_seconds, codec.sample_rate, crop="start")
+            indices = list(range(len(segments)))
+            if args.limit is not None and args.limit < len(segments):
+                indices = torch.randperm(len(segments), generator=torch.Generator().manual_seed(0))[: args.limit].tolist()
+            # Shortest first: a batch is padded to its longest clip, so similar lengths waste little work.
+            clips = Subset(segments, sorted(indices, key=lambda i: segments.entries[i].duration))
             parts.append(TaggedDataset(clips, split))
-            parts.extend(TaggedDataset(MixingDataset(clips, probability=1.0), split) for _ in range(args.mix_copies))
+            parts.extend(TaggedDataset(MixingDataset(clips, probability=1.0, keep_length=True), split) for _ in range(args.mix_copies))
     except (CheckpointError, ManifestError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

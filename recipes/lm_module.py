@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
-from generation.conditioners import TextConditioner, build_conditioner
+from codec import Codec
+from generation.audiogen import CODEC_REFERENCE, write_codec_reference
+from generation.conditioners import CachedConditioner, TextConditioner, build_conditioner
 from generation.transformer import AudioLanguageModel, LMConfig
 from vocoder.checkpoint import config_from_dict
 
@@ -29,10 +31,13 @@ from .extract_tokens import load_token_items, read_token_index
 class TokenDataset(Dataset):
     """Code sequences ``[K, F]`` and captions of one split of a token directory."""
 
-    def __init__(self, directory: str, split: str, min_frames: int = 1) -> None:
+    def __init__(self, directory: str, split: str, min_frames: int = 1, permute_seed: Optional[int] = None) -> None:
         rows = [row for row in read_token_index(Path(directory), split) if row["frames"] >= min_frames]
         if not rows:
             raise RecipeConfigError(f"{directory} has no {split!r} items of at least {min_frames} frames")
+        if permute_seed is not None:  # a fixed order unrelated to how the items were written
+            order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(permute_seed))
+            rows = [rows[i] for i in order.tolist()]
         self.codes = load_token_items(Path(directory), rows)
         self.captions = [row["caption"] for row in rows]
 
@@ -41,6 +46,32 @@ class TokenDataset(Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         return {"codes": self.codes[index], "caption": self.captions[index]}
+
+
+class LengthBucketBatchSampler(BatchSampler):
+    """Batches of items of similar length, so cropping a batch to its shortest item loses little.
+
+    Takes ``pool_batches`` batches' worth of indices at a time from ``sampler`` (random, or
+    distributed under DDP: Lightning rebuilds this sampler around its own), sorts them by length,
+    cuts them into batches and yields those in random order (the same order on every pass when
+    ``seed`` is given, as validation needs).
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool, lengths: Sequence[int],
+                 pool_batches: int = 50, seed: Optional[int] = None) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.lengths, self.pool_batches, self.seed = lengths, pool_batches, seed
+
+    def __iter__(self) -> Iterator[List[int]]:
+        indices, size = list(self.sampler), self.batch_size
+        generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)  # seed: same batches every pass
+        for start in range(0, len(indices), size * self.pool_batches):
+            pool = sorted(indices[start:start + size * self.pool_batches], key=lambda i: self.lengths[i])
+            batches = [pool[i:i + size] for i in range(0, len(pool), size)]
+            if self.drop_last and len(batches[-1]) < size:
+                batches.pop()
+            for order in torch.randperm(len(batches), generator=generator).tolist():
+                yield batches[order]
 
 
 class CropCollate:
@@ -69,14 +100,18 @@ class TokenDataModule(L.LightningDataModule):
 
     def setup(self, stage: Optional[str] = None) -> None:
         self.train_set = TokenDataset(self.tokens, "train", self.min_frames)
-        self.valid_set = TokenDataset(self.tokens, "valid", self.min_frames)
+        self.valid_set = TokenDataset(self.tokens, "valid", self.min_frames, permute_seed=0)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, self.batch_size, shuffle=True, drop_last=False,
-                          collate_fn=CropCollate(self.max_frames, True), num_workers=self.num_workers)
+        lengths = [codes.shape[-1] for codes in self.train_set.codes]
+        batches = LengthBucketBatchSampler(RandomSampler(self.train_set), self.batch_size, False, lengths)
+        return DataLoader(self.train_set, batch_sampler=batches, collate_fn=CropCollate(self.max_frames, True),
+                          num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.valid_set, self.batch_size, collate_fn=CropCollate(self.max_frames, False),
+        lengths = [codes.shape[-1] for codes in self.valid_set.codes]
+        batches = LengthBucketBatchSampler(SequentialSampler(self.valid_set), self.batch_size, False, lengths, seed=0)
+        return DataLoader(self.valid_set, batch_sampler=batches, collate_fn=CropCollate(self.max_frames, False),
                           num_workers=self.num_workers)
 
 
@@ -95,7 +130,7 @@ class LanguageModelModule(L.LightningModule):
         self.lm = AudioLanguageModel(self.lm_config)
         self.optim = config["optim"]  # checked and completed by recipes.config.LMOptimConfig
         # The frozen text encoder is neither trained nor checkpointed: kept out of the module tree.
-        self._conditioner: List[TextConditioner] = [build_conditioner(self.lm_config.conditioner).eval()]
+        self._conditioner: List[TextConditioner] = [CachedConditioner(build_conditioner(self.lm_config.conditioner)).eval()]
 
     @property
     def conditioner(self) -> TextConditioner:
@@ -153,9 +188,12 @@ class LanguageModelModule(L.LightningModule):
         return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
 
     def export(self, directory: Path, half: bool = False) -> None:
-        """Save ``lm/`` and a copy of the codec as ``codec/``: a directory ``AudioGen.from_pretrained`` loads."""
+        """Save ``lm/`` and its codec: a directory ``AudioGen.from_pretrained`` loads. The shipped codec
+        is referred to by checksum (``codec.json``) rather than copied; any other is copied as ``codec/``."""
         directory = Path(directory)
         self.lm.save_pretrained(directory / "lm", half=half)
         codec = self.config["data"]["codec"]
-        if codec:
+        if codec and Path(codec).resolve() == Codec.default_pretrained.resolve():
+            write_codec_reference(directory / CODEC_REFERENCE, Path(codec))
+        elif codec:
             shutil.copytree(codec, directory / "codec", dirs_exist_ok=True)

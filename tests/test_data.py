@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 
 from recipes import prepare_data as prep
+from recipes import sources
 from recipes.captions import (drum_caption, effect_caption, join_captions, klettres_caption,
                               split_language_suffix, tuxpaint_caption)
 from recipes.data import (AudioSegmentDataset, ManifestEntry, ManifestError, MixingDataset, mix_clips,
@@ -106,7 +107,7 @@ def test_assign_split_is_deterministic_and_proportional():
 
 def test_process_file_resamples_downmixes_and_keeps_pitch(tmp_path):
     source = write(tmp_path / "in.wav", tone(1.0, rate=44_100, freq=1000.0, channels=2), rate=44_100)
-    item = prep.SourceFile("synthetic", "synthetic/in.wav", "a beep", str(source))
+    item = sources.SourceFile("synthetic", "synthetic/in.wav", "a beep", str(source))
     result = prep.process_file(item, prep.ProcessingConfig(), tmp_path / "out")
     assert result.skipped is None and len(result.entries) == 1
     data, rate = sf.read(str(tmp_path / "out" / result.entries[0].path))
@@ -130,7 +131,7 @@ def test_user_folder_corpus_with_captions_splits_and_bad_files(tmp_path):
     (folder / "empty.ogg").write_bytes(b"")
     (folder / "notes.mp3").write_text("not audio at all")
 
-    items = list(prep.collect_user_folder(folder, "mine"))
+    items = list(sources.collect_user_folder(folder, "mine"))
     manifest, summary = prep.build_corpus(items, tmp_path / "corpus", progress=False)
 
     entries = read_manifest(manifest)  # also checks every file exists
@@ -156,7 +157,7 @@ def test_ufoai_members_are_read_from_the_zip(tmp_path):
     with zipfile.ZipFile(archive, "w") as pk3:
         pk3.writestr("sound/weapons/reload-smg.ogg", buffer.getvalue())
         pk3.writestr("sound/readme.txt", "text")
-    items = list(prep.PACKAGES["ufoai-sound"](tmp_path / "pkg", "ufoai-sound"))
+    items = list(sources.PACKAGES["ufoai-sound"](tmp_path / "pkg", "ufoai-sound"))
     assert [(i.member, i.caption) for i in items] == [("sound/weapons/reload-smg.ogg", "a weapon being reloaded")]
     wav, rate = prep.decode(items[0])
     assert rate == 22_050 and wav.shape[0] == 1 and wav.shape[-1] == pytest.approx(11_025, abs=10)
@@ -171,7 +172,7 @@ def test_hydrogen_and_tuxpaint_collectors_read_package_metadata(tmp_path):
         "<instrument><name>Snare Rimshot</name><layer><filename>sn_01.flac</filename></layer></instrument>"
         "<instrument><name>Hi-Hat Open</name><layer><filename>x.flac</filename></layer></instrument>"
         "</instrumentList></drumkit_info>")
-    drums = {Path(i.path).name: i.caption for i in prep.collect_hydrogen(tmp_path / "hydrogen", "h")}
+    drums = {Path(i.path).name: i.caption for i in sources.collect_hydrogen(tmp_path / "hydrogen", "h")}
     assert drums == {"sn_01.flac": "a snare drum rimshot", "x.flac": "an open hi-hat"}
 
     stamps = tmp_path / "tux/usr/share/tuxpaint/stamps"
@@ -179,7 +180,7 @@ def test_hydrogen_and_tuxpaint_collectors_read_package_metadata(tmp_path):
     write(stamps / "animals/birds/owl_desc_fr.ogg", tone(0.3))
     (stamps / "animals/birds/owl.txt").write_text("An owl.\nfr.utf8=Un hibou.\n")
     write(stamps / "symbols/faces/happy.ogg", tone(0.3))
-    found = {Path(i.path).name: (i.caption, i.language) for i in prep.collect_tuxpaint(tmp_path / "tux", "t")}
+    found = {Path(i.path).name: (i.caption, i.language) for i in sources.collect_tuxpaint(tmp_path / "tux", "t")}
     assert found == {"owl.ogg": ("the sound of an owl", None),
                      "owl_desc_fr.ogg": ("a person speaking French", "fr"),
                      "happy.ogg": (None, None)}
@@ -229,6 +230,24 @@ def test_fetch_package_reports_apt_failures(tmp_path, monkeypatch):
     ("lmms/samples/drums/hihat_closed01.ogg", "a closed hi-hat"),
     ("lmms/samples/instruments/violin_pizzicato01.ogg", "a violin playing pizzicato"),
     ("foo/squeaky_Thing2.wav", "the sound of squeaky thing"),
+    # megaglest, warzone2100, 0 A.D.: game paths whose file names alone would give "the sound of pcv"
+    ("techs/megapack/factions/persian/units/swordman/sounds/swordman_ack2.wav", "a person responding to an order"),
+    ("techs/megapack/factions/persian/units/worker/sounds/attack1.wav", "swords clashing"),
+    ("techs/megapack/factions/persian/units/elephant/sounds/eleattack1.wav", "an elephant trumpeting"),
+    ("techs/megapack/commondata/sounds/golem_ack1.wav", "a monster roaring"),
+    ("techs/megapack/commondata/sounds/archmage_die1.wav", "a person crying out in pain"),
+    ("tilesets/autumn/sounds/nightime.ogg", "a night ambience with crickets"),
+    ("audio/memressp/routing/pcv1.ogg", "a person speaking English"),
+    ("audio/extra/pcv640.ogg", "a person speaking English"),
+    ("audio/taunts/taunt1/haha1.ogg", "a person laughing"),
+    ("audio/sfx/weapons/mgbar1.ogg", "a machine gun firing"),
+    ("audio/voice/latin/civ/civ_male_attack.ogg", "a person calling out a short order in Latin"),
+    ("audio/actor/fauna/animal/cattle_03.ogg", "a cow mooing"),
+    ("audio/actor/human/movement/Footsteps/Footstep_Grass_Running.ogg", "footsteps on grass"),
+    ("audio/actor/singlesteps/fs_snow_4.ogg", "footsteps on snow"),
+    ("audio/attack/impact/shield_metal_03.ogg", "a weapon striking a metal shield"),
+    ("audio/resource/mining/mine_stone_1.ogg", "a pickaxe striking stone"),
+    ("audio/actor/gate/stonegate_close_1.ogg", "a stone gate closing"),
 ])
 def test_effect_captions(path, caption):
     assert effect_caption(path) == caption

@@ -191,3 +191,14 @@ def test_load_models_falls_back_to_random_weights_only_for_missing_shipped_model
     assert "random weights" in models.generator_source
     with pytest.raises(CheckpointError):
         load_models(generator_path=tmp_path / "missing", device="cpu")
+
+
+def test_continuation_examples_are_short_real_recordings():
+    from demo.app import EXAMPLE_RECORDINGS
+    from demo.handlers import DemoLimits
+    from vocoder import load_audio
+
+    assert len(EXAMPLE_RECORDINGS) >= 2
+    for path in EXAMPLE_RECORDINGS:
+        wav, rate = load_audio(path)
+        assert 2.0 <= wav.shape[-1] / rate <= DemoLimits().max_prompt_seconds and wav.abs().max() > 0.05

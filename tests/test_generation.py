@@ -1,29 +1,19 @@
 """Audio language model and AudioGen pipeline on tiny random-weight models."""
 
 import math
-from dataclasses import replace
 
 import pytest
 import torch
 
-from codec import Codec, CodecConfig, QuantizerConfig
-from generation import AudioGen, AudioLanguageModel, LMConfig, SamplingParams, TextCondition
+from codec import Codec
+from generation import AudioGen, AudioLanguageModel, SamplingParams, TextCondition
 from generation.conditioners import HashedConditioner
 from generation.sampling import sample_tokens
 from vocoder.checkpoint import CheckpointError
-from vocoder.modules import BackboneConfig
 
-TINY_LM = LMConfig(num_codebooks=2, codebook_size=16, dim=32, num_layers=2, num_heads=4, ffn_dim=64,
-                   max_seq_len=24, text_dim=32, conditioner="hashed:32")
-TINY_CODEC = CodecConfig(latent_dim=16, encoder_filters=4,
-                         backbone=BackboneConfig(kind="convnext", dim=16, intermediate_dim=32, num_layers=1),
-                         quantizer=QuantizerConfig(groups=2, levels=1, codebook_size=16, kmeans_init=False))
+from presets import TINY_CODEC, TINY_LM, tiny_lm
+
 TEXT = ["a dog barking", "rain on a tin roof with distant thunder"]
-
-
-def tiny_lm(seed: int = 0, **overrides) -> AudioLanguageModel:
-    torch.manual_seed(seed)
-    return AudioLanguageModel(replace(TINY_LM, **overrides)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +161,7 @@ def test_save_and_load_round_trip(gen, tmp_path):
 
 def test_missing_models_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="no AudioGen model"):
-        AudioGen.from_pretrained()
+        AudioGen.from_pretrained(tmp_path / "nowhere")
     (tmp_path / "lm").mkdir()
     with pytest.raises(CheckpointError, match="config.json not found"):
         AudioGen.from_pretrained(tmp_path)
@@ -217,3 +207,33 @@ def test_mismatched_parts_are_rejected():
         AudioGen(tiny_lm(codebook_size=32), Codec(TINY_CODEC))
     with pytest.raises(ValueError, match="text states"):
         AudioGen(tiny_lm(), Codec(TINY_CODEC), HashedConditioner(dim=8))
+
+
+def test_cached_conditioner_matches_its_encoder_and_bounds_its_cache():
+    from generation.conditioners import CachedConditioner
+
+    inner = HashedConditioner(16)
+    cached = CachedConditioner(inner, capacity=2)
+    texts = ["a dog barking", "rain", "", "a dog barking"]
+    for _ in range(2):  # second pass from the cache
+        got, want = cached(texts), inner(texts)
+        assert torch.equal(got.mask, want.mask) and torch.allclose(got.states, want.states)
+    assert len(cached.cache) == 2 and cached.output_dim == 16
+
+
+def test_codec_reference_loads_the_shipped_codec_only_when_its_weights_match(tmp_path, monkeypatch):
+    from generation.audiogen import CODEC_REFERENCE, write_codec_reference
+
+    shipped = tmp_path / "shipped_codec"
+    Codec(TINY_CODEC).save_pretrained(shipped)
+    monkeypatch.setattr(Codec, "default_pretrained", shipped)
+    model = tmp_path / "audiogen"
+    tiny_lm().save_pretrained(model / "lm")
+    write_codec_reference(model / CODEC_REFERENCE, shipped)
+    assert AudioGen.from_pretrained(model).codec.codebook_size == TINY_CODEC.quantizer.codebook_size
+    Codec(TINY_CODEC).save_pretrained(shipped)  # other weights: the LM's tokens would mean nothing
+    with pytest.raises(CheckpointError, match="not the one this language model was trained with"):
+        AudioGen.from_pretrained(model)
+    (model / CODEC_REFERENCE).write_text("{")
+    with pytest.raises(CheckpointError, match="not a codec reference"):
+        AudioGen.from_pretrained(model)

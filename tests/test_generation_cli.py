@@ -12,7 +12,7 @@ from generation import AudioGen, AudioLanguageModel
 from generation.cli import main
 from vocoder.audio import load_audio, save_audio
 
-from test_generation import TINY_CODEC, TINY_LM
+from presets import TINY_CODEC, TINY_LM
 
 ROOT = Path(__file__).resolve().parents[1]
 

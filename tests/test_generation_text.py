@@ -8,7 +8,7 @@ import torch
 from codec import Codec
 from generation import AudioGen, AudioLanguageModel, ConditionerError, build_conditioner
 
-from test_generation import TINY_CODEC, TINY_LM
+from presets import TINY_CODEC, TINY_LM
 
 
 @pytest.fixture(scope="module")

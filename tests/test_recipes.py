@@ -251,3 +251,18 @@ def test_kill_and_resume(task, codec_run, tiny_corpus, tmp_path):
     assert last_step(output) == step + 2
     after = logged(output / "csv" / "metrics.csv")
     assert before and after[:len(before)] == before and len(after) > len(before)
+
+
+def test_length_buckets_cover_every_item_once_with_similar_lengths():
+    from torch.utils.data import RandomSampler, SequentialSampler
+
+    from recipes.lm_module import LengthBucketBatchSampler
+
+    lengths = torch.randint(10, 500, (203,), generator=torch.Generator().manual_seed(0)).tolist()
+    sampler = LengthBucketBatchSampler(RandomSampler(range(203)), 8, False, lengths, pool_batches=5)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(203)) and len(batches) == len(sampler) == 26
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 100  # random batches of 8 would spread over about 380 frames
+    fixed = LengthBucketBatchSampler(SequentialSampler(range(203)), 8, False, lengths, seed=0)
+    assert list(fixed) == list(fixed)  # validation: the same batches on every pass
