@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ class AudioGen:
         """Load ``path/lm`` and its codec (``None``: the model shipped in ``generation/pretrained/default``).
 
         The codec is ``path/codec``, or, when ``path`` holds a ``codec.json`` reference instead, the
-        shipped codec, checked against the checksum of the weights the LM was trained with (an LM
+        shipped codec, checked against the fingerprint of the codec the LM was trained with (an LM
         is only valid for the token space of its own codec).
         """
         path = Path(path) if path is not None else DEFAULT_PRETRAINED
@@ -77,8 +76,9 @@ class AudioGen:
                                   f"with AudioGen(lm, codec) / AudioGen.random_init()")
         lm = AudioLanguageModel.from_pretrained(path / "lm", device=device)
         if not (path / "codec").is_dir() and (path / CODEC_REFERENCE).is_file():
-            check_codec_reference(path / CODEC_REFERENCE, Codec.default_pretrained)
-            return cls(lm, Codec.from_pretrained(None, device=device))
+            codec = Codec.from_pretrained(None, device=device)
+            check_codec_reference(path / CODEC_REFERENCE, codec)
+            return cls(lm, codec)
         return cls(lm, Codec.from_pretrained(path / "codec", device=device))
 
     @classmethod
@@ -269,25 +269,21 @@ class AudioGen:
 CODEC_REFERENCE = "codec.json"
 
 
-def weights_checksum(codec_dir: Path) -> str:
-    """SHA-256 of a saved codec's ``model.safetensors``."""
-    return hashlib.sha256((Path(codec_dir) / "model.safetensors").read_bytes()).hexdigest()
+def write_codec_reference(path: Path, codec: Codec) -> None:
+    """Record in ``path`` which codec an LM's tokens belong to: its fingerprint (architecture and
+    codebooks, as ``.grvq`` streams carry it), so a decoder-only fine-tune keeps the LM valid."""
+    Path(path).write_text(json.dumps({"codec_fingerprint": codec.fingerprint().hex()}, indent=2) + "\n")
 
 
-def write_codec_reference(path: Path, codec_dir: Path) -> None:
-    """Record in ``path`` which codec weights (by checksum) an LM's tokens come from."""
-    Path(path).write_text(json.dumps({"codec_sha256": weights_checksum(codec_dir)}, indent=2) + "\n")
-
-
-def check_codec_reference(path: Path, codec_dir: Path) -> None:
-    """Raise :class:`CheckpointError` unless ``codec_dir`` holds the weights ``path`` refers to."""
+def check_codec_reference(path: Path, codec: Codec) -> None:
+    """Raise :class:`CheckpointError` unless ``codec`` is the one ``path`` refers to."""
     try:
-        wanted = json.loads(Path(path).read_text())["codec_sha256"]
+        wanted = json.loads(Path(path).read_text())["codec_fingerprint"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} is not a codec reference ({type(err).__name__}: {err})") from None
-    if not (Path(codec_dir) / "model.safetensors").is_file() or weights_checksum(codec_dir) != wanted:
-        raise CheckpointError(f"the codec in {codec_dir} is not the one this language model was trained with "
-                              f"({path}); retrain the LM on its tokens, or put the right codec in a codec/ folder")
+    if codec.fingerprint().hex() != wanted:
+        raise CheckpointError(f"the shipped codec is not the one this language model was trained with ({path}); "
+                              f"retrain the LM on its tokens, or put the right codec in a codec/ folder")
 
 
 def _reject_unknown(unknown: dict) -> None:

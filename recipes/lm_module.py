@@ -40,6 +40,7 @@ class TokenDataset(Dataset):
             rows = [rows[i] for i in order.tolist()]
         self.codes = load_token_items(Path(directory), rows)
         self.captions = [row["caption"] for row in rows]
+        self.lengths = [codes.shape[-1] for codes in self.codes]
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -103,14 +104,13 @@ class TokenDataModule(L.LightningDataModule):
         self.valid_set = TokenDataset(self.tokens, "valid", self.min_frames, permute_seed=0)
 
     def train_dataloader(self) -> DataLoader:
-        lengths = [codes.shape[-1] for codes in self.train_set.codes]
-        batches = LengthBucketBatchSampler(RandomSampler(self.train_set), self.batch_size, False, lengths)
+        batches = LengthBucketBatchSampler(RandomSampler(self.train_set), self.batch_size, False, self.train_set.lengths)
         return DataLoader(self.train_set, batch_sampler=batches, collate_fn=CropCollate(self.max_frames, True),
                           num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        lengths = [codes.shape[-1] for codes in self.valid_set.codes]
-        batches = LengthBucketBatchSampler(SequentialSampler(self.valid_set), self.batch_size, False, lengths, seed=0)
+        batches = LengthBucketBatchSampler(SequentialSampler(self.valid_set), self.batch_size, False,
+                                           self.valid_set.lengths, seed=0)
         return DataLoader(self.valid_set, batch_sampler=batches, collate_fn=CropCollate(self.max_frames, False),
                           num_workers=self.num_workers)
 
@@ -189,11 +189,11 @@ class LanguageModelModule(L.LightningModule):
 
     def export(self, directory: Path, half: bool = False) -> None:
         """Save ``lm/`` and its codec: a directory ``AudioGen.from_pretrained`` loads. The shipped codec
-        is referred to by checksum (``codec.json``) rather than copied; any other is copied as ``codec/``."""
+        is referred to by its fingerprint (``codec.json``) rather than copied; any other is copied as ``codec/``."""
         directory = Path(directory)
         self.lm.save_pretrained(directory / "lm", half=half)
         codec = self.config["data"]["codec"]
         if codec and Path(codec).resolve() == Codec.default_pretrained.resolve():
-            write_codec_reference(directory / CODEC_REFERENCE, Path(codec))
+            write_codec_reference(directory / CODEC_REFERENCE, Codec.from_pretrained(codec))
         elif codec:
             shutil.copytree(codec, directory / "codec", dirs_exist_ok=True)

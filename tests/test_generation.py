@@ -221,7 +221,7 @@ def test_cached_conditioner_matches_its_encoder_and_bounds_its_cache():
     assert len(cached.cache) == 2 and cached.output_dim == 16
 
 
-def test_codec_reference_loads_the_shipped_codec_only_when_its_weights_match(tmp_path, monkeypatch):
+def test_codec_reference_loads_the_shipped_codec_only_when_its_codebooks_match(tmp_path, monkeypatch):
     from generation.audiogen import CODEC_REFERENCE, write_codec_reference
 
     shipped = tmp_path / "shipped_codec"
@@ -229,9 +229,9 @@ def test_codec_reference_loads_the_shipped_codec_only_when_its_weights_match(tmp
     monkeypatch.setattr(Codec, "default_pretrained", shipped)
     model = tmp_path / "audiogen"
     tiny_lm().save_pretrained(model / "lm")
-    write_codec_reference(model / CODEC_REFERENCE, shipped)
+    write_codec_reference(model / CODEC_REFERENCE, Codec.from_pretrained(shipped))
     assert AudioGen.from_pretrained(model).codec.codebook_size == TINY_CODEC.quantizer.codebook_size
-    Codec(TINY_CODEC).save_pretrained(shipped)  # other weights: the LM's tokens would mean nothing
+    Codec(TINY_CODEC).save_pretrained(shipped)  # other codebooks: the LM's tokens would mean nothing
     with pytest.raises(CheckpointError, match="not the one this language model was trained with"):
         AudioGen.from_pretrained(model)
     (model / CODEC_REFERENCE).write_text("{")
