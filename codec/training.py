@@ -18,6 +18,7 @@ from vocoder.losses import (
     LossWeights,
     MultiScaleMelLoss,
     adversarial_generator_losses,
+    spectral_convergence,
     spectrum_losses,
     weighted_spectrum_loss,
 )
@@ -30,7 +31,7 @@ from .model import CodecOutput
 class CodecLossOutput:
     """The total to back-propagate and each weighted contribution to it (detached, for logging).
 
-    ``terms`` holds ``mel`` and ``quantizer`` always, ``spectrum`` (the APNet terms together) with
+    ``terms`` holds ``mel`` and ``quantizer`` always, ``linear_mel`` when weighted (spectral codec), ``spectrum`` (the APNet terms together) with
     the frame decoder, and ``adversarial`` / ``feature_matching`` when discriminators were given.
     """
 
@@ -64,6 +65,8 @@ class CodecLoss(nn.Module):
             # Spectral codec: L1 on log-mel frames (its vocoder is trained on its own).
             weighted = {"mel": w.mel * (output.mel - output.target_mel).abs().mean(),
                         "quantizer": w.quantizer * output.quantizer_loss}
+            if w.linear_mel:
+                weighted["linear_mel"] = w.linear_mel * spectral_convergence(output.mel.exp(), output.target_mel.exp())
             total = sum(weighted.values())
             return CodecLossOutput(total, {name: value.detach() for name, value in weighted.items()})
         generated = output.audio

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from vocoder.audio import load_audio, save_audio
+from vocoder.audio import load_audio, normalize_loudness, save_audio
 from vocoder.cli import OneLineParser, check_input_file, check_output_path, write_atomically
 
 from .audiogen import AudioGen
@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", type=Path, default=None, help="model directory with lm/ and codec/ or codec.json (default: shipped)")
     source.add_argument("--random-init", action="store_true", help="small random-weight model (noise; tests the pipeline)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument("--raw-level", action="store_true",
+                        help="write the level the codec decodes (default: -20 dBFS RMS, peak at most 0.95, as the "
+                             "training corpus; the shipped codec decodes several dB quieter)")
     return parser
 
 
@@ -46,7 +49,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             wav = gen.generate_continuation(prompt, rate, [args.description], **params)
         else:
             wav = gen.generate([args.description], **params)
-        write_atomically(args.output, lambda path: save_audio(path, wav[0], gen.sample_rate))
+        audio = wav[0] if args.raw_level else normalize_loudness(wav[0])
+        write_atomically(args.output, lambda path: save_audio(path, audio, gen.sample_rate))
     except (ValueError, OSError) as err:  # AudioError, CheckpointError, ConditionerError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 1

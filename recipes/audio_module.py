@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import lightning as L
 import torch
@@ -24,6 +24,7 @@ from vocoder.discriminators import DiscriminatorConfig, Discriminators
 from vocoder.losses import LossWeights, adversarial_discriminator_loss
 from vocoder.metrics import MetricAverager, mel_distance, optional_metric, pesq_wideband, si_sdr, stoi
 
+from .config import RecipeConfigError
 from .data import AudioSegmentDataset
 
 DISCRIMINATOR_WEIGHTS = "discriminators.safetensors"
@@ -69,28 +70,28 @@ class AudioDataModule(L.LightningDataModule):
 
 
 class AudioGanModule(L.LightningModule):
-    """Base of the codec and vocoder recipes. Subclasses build ``self.generator`` and implement
+    """Base of the codec and vocoder recipes. Subclasses pass their generator and implement
     :meth:`generator_loss` and :meth:`reconstruct`."""
 
     monitor = "val/mel_distance"
     monitor_mode = "min"
     has_unused_parameters = True  # the discriminators sit out the reconstruction-only steps
 
-    def __init__(self, config: Dict[str, Any]) -> None:
+    def __init__(self, config: Dict[str, Any], generator: nn.Module, sample_rate: int) -> None:
         super().__init__()
         self.save_hyperparameters(config)
         self.config = config
         self.automatic_optimization = False
         self.optim = config["optim"]  # checked and completed by recipes.config.GanOptimConfig
+        self.generator = generator
+        self.sample_rate = sample_rate
+        self.frozen_parts()  # a misspelt optim.frozen fails here, before any training
         self.weights = config_from_dict(LossWeights, config["loss"], "loss")
         self.discriminator_config = config_from_dict(DiscriminatorConfig, config["discriminators"],
                                                      "discriminators")
         self.discriminators = Discriminators(self.discriminator_config)
 
     # -- subclass hooks ---------------------------------------------------------------------------
-
-    generator: nn.Module
-    sample_rate: int
 
     def generator_loss(self, audio: torch.Tensor, adversarial: bool) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
         """Returns (generated audio, total generator loss, terms to log)."""
@@ -105,9 +106,33 @@ class AudioGanModule(L.LightningModule):
     def datamodule(self) -> AudioDataModule:
         return AudioDataModule(sample_rate=self.sample_rate, **self.config["data"])
 
+    def frozen_parts(self) -> List[nn.Module]:
+        """The generator's children named by ``optim.frozen``: never updated, kept in eval mode."""
+        children = dict(self.generator.named_children())
+        unknown = [name for name in self.optim["frozen"] if name not in children]
+        if unknown:
+            raise RecipeConfigError(f"optim.frozen: the {type(self.generator).__name__} has no part(s) "
+                                    f"{unknown}; it has {sorted(children)}")
+        return [children[name] for name in self.optim["frozen"]]
+
+    def train(self, mode: bool = True) -> "AudioGanModule":
+        super().train(mode)
+        if mode:
+            for part in self.frozen_parts():  # eval mode: no dropout, no EMA codebook updates
+                part.eval()
+        return self
+
     def configure_optimizers(self):
         lr, betas, decay = self.optim["lr"], tuple(self.optim["betas"]), self.optim["lr_decay"]
-        gen = torch.optim.AdamW(self.generator.parameters(), lr=lr, betas=betas)
+        frozen = set()
+        for part in self.frozen_parts():
+            part.requires_grad_(False)
+            frozen.update(map(id, part.parameters()))
+        # Lightning restores each submodule's mode as it finds it at this point (around every
+        # validation), and nothing has called train() yet: put the frozen parts in eval mode now.
+        self.train(self.training)
+        trainable = [p for p in self.generator.parameters() if id(p) not in frozen]
+        gen = torch.optim.AdamW(trainable, lr=lr, betas=betas)
         disc = torch.optim.AdamW(self.discriminators.parameters(), lr=lr, betas=betas)
         schedulers = [torch.optim.lr_scheduler.ExponentialLR(opt, decay) for opt in (gen, disc)]
         return [gen, disc], [{"scheduler": s, "interval": "step"} for s in schedulers]

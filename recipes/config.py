@@ -149,6 +149,9 @@ class GanOptimConfig:
     # Cheap reconstruction losses first: the discriminators join at this batch (see the YAML).
     adversarial_start_step: int = 5000
     grad_clip: float = 1000.0
+    # Generator parts kept fixed, by attribute name: [encoder, quantizer] fine-tunes a codec's
+    # decoder while its codes keep their meaning (its fingerprint, and the LMs trained on it, stay valid).
+    frozen: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _positive("optim", lr=self.lr, lr_decay=self.lr_decay, grad_clip=self.grad_clip)
@@ -160,17 +163,25 @@ class GanOptimConfig:
 
 @dataclass
 class LMOptimConfig:
-    """``optim`` of the language-model recipe: AdamW, linear warm-up then inverse square root."""
+    """``optim`` of the language-model recipe: AdamW, linear warm-up then inverse square root, and
+    an optional linear cool-down to zero (see :func:`recipes.lm_module.learning_rate_factor`)."""
 
     lr: float = 5e-4
     betas: Tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1
     warmup_steps: int = 500
+    # Warmup-stable-decay ending: from step cooldown_start the rate falls linearly to zero over
+    # cooldown_steps, and the run ends there. Resume a copy of a run with these set; the run it was
+    # copied from stays the one to continue later (a cooled-down model learns little more).
+    cooldown_start: Optional[int] = None
+    cooldown_steps: int = 1000
 
     def __post_init__(self) -> None:
-        _positive("optim", lr=self.lr, warmup_steps=self.warmup_steps)
+        _positive("optim", lr=self.lr, warmup_steps=self.warmup_steps, cooldown_steps=self.cooldown_steps)
         if not all(0 <= b < 1 for b in self.betas) or self.weight_decay < 0:
             raise ValueError("optim.betas must lie in [0, 1) and optim.weight_decay be >= 0")
+        if self.cooldown_start is not None and self.cooldown_start < 0:
+            raise ValueError("optim.cooldown_start must be >= 0")
 
 
 @dataclass
@@ -261,4 +272,8 @@ def validate_recipe_config(task: str, config: Dict[str, Any]) -> Dict[str, Any]:
         raise RecipeConfigError(str(err)) from None
     out = asdict(whole)
     out.update({name: asdict(section) for name, section in checked.items()})
+    cooldown_start = out["optim"].get("cooldown_start")
+    if cooldown_start is not None:  # nothing is learnt at a zero rate: the run ends with its cool-down
+        end = cooldown_start + out["optim"]["cooldown_steps"]
+        out["trainer"]["max_steps"] = min(out["trainer"]["max_steps"], end)
     return out

@@ -386,10 +386,12 @@ def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: L
             lines += [f"### {set_name}", ""] + _table(methods, VOCODER_COLUMNS) + [""]
     if results.get("learning_curves"):
         lines += ["## Learning curves", "",
-                  "Validation during training (held-out warzone2100 speech), against process CPU-hours. Each "
-                  "model is decoded as it stood in its run: a spectral codec's inner vocoder is untrained "
-                  "there (it is swapped for the shipped vocoder at export), so its curves track the mel codec "
-                  "through phase refinement alone.", "", "![learning curves](learning_curves.png)", ""]
+                  "Validation during training (held-out warzone2100 speech), against process CPU-hours of "
+                  "each run (a warm-started run counts from zero). Each model is decoded as it stood in its "
+                  "run: a spectral codec trained from scratch holds an untrained vocoder (swapped for the "
+                  "shipped one at export), so its curves track the mel codec through phase refinement alone; "
+                  "a run warm-started from the shipped codec decodes with the shipped vocoder.", "",
+                  "![learning curves](learning_curves.png)", ""]
         for name, points in results["learning_curves"].items():
             lines.append(f"- {name}: " + ", ".join(
                 f"{p.get('cpu_hours', float('nan')):.2f} h: PESQ {p.get('val/pesq', float('nan')):.2f} / "

@@ -16,7 +16,8 @@ Every clip is embedded with aiSFX (:mod:`recipes.sound_embedding`). Writes ``OUT
   of its own centroid (the ceiling the embedding allows);
 * **Fréchet distance** between generated and real held-out clips in the same space, per γ;
 * **continuation**: held-out clips of speech, effects and drums, prompted with their first 2 s and
-  continued (no text) to their own length, at most 6 s; a continuation scores when it is nearer to
+  continued to their own length, at most 6 s, once without text and once with the clip's caption
+  (which names its kind, not the clip); a continuation scores when it is nearer to
   the (codec-rendered) rest of its own clip than to the rest of every other clip of its kind. Beside chance and beside
   the prompt alone scored the same way (how much the first 2 s already identify a clip);
 * **speed**: real-time factor of generating 10 s with guidance, with and without the codec's phase
@@ -32,7 +33,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -151,23 +152,25 @@ def evaluate_continuation(gen: AudioGen, embedder: SoundEmbedder, manifest: Path
         chosen = chosen[:per_kind]
         if len(chosen) < 2:
             continue
-        prompts, rests, continuations = [], [], []
+        prompts, rests = [], []
+        continuations: Dict[str, List[torch.Tensor]] = {"continuation": [], "continuation_with_caption": []}
         for i, entry in enumerate(tqdm(chosen, desc=f"continuing {kind}")):
             total = min(entry.duration, CONTINUATION_MAX_SECONDS)
             clip = read_clip(manifest, entry, gen.sample_rate, seconds=total)
             cut = int(PROMPT_SECONDS * gen.sample_rate)
-            out = gen.generate_continuation(clip[:cut], gen.sample_rate, duration=clip.shape[-1] / gen.sample_rate, seed=i)
+            for name, text in (("continuation", None), ("continuation_with_caption", [entry.caption])):
+                out = gen.generate_continuation(clip[:cut], gen.sample_rate, descriptions=text,
+                                                duration=clip.shape[-1] / gen.sample_rate, seed=i)
+                continuations[name].append(out[0, 0, cut:])
             rendered = resynthesize(gen, clip)
             prompts.append(rendered[:cut])
             rests.append(rendered[cut:])
-            continuations.append(out[0, 0, cut:])
         own = list(range(len(chosen)))
         rest_embeddings = embedder.embed(rests, gen.sample_rate)
-        results[kind] = {
-            "clips": len(chosen), "chance": 1 / len(chosen),
-            "continuation": retrieval_rate(embedder.embed(continuations, gen.sample_rate), own, rest_embeddings, own),
-            "prompt_alone": retrieval_rate(embedder.embed(prompts, gen.sample_rate), own, rest_embeddings, own),
-        }
+        results[kind] = {"clips": len(chosen), "chance": 1 / len(chosen),
+                         "prompt_alone": retrieval_rate(embedder.embed(prompts, gen.sample_rate), own, rest_embeddings, own)}
+        for name, clips in continuations.items():
+            results[kind][name] = retrieval_rate(embedder.embed(clips, gen.sample_rate), own, rest_embeddings, own)
     return results
 
 
@@ -227,12 +230,15 @@ def write_report(out: Path, results: dict, model: str) -> None:
     lines += ["Per caption at γ = 3: " + ", ".join(f"{c} {v:.2f}" for c, v in r[f"per_caption_cfg{GUIDANCE[-1]:g}"].items()),
               "", "![first clip per caption, γ = 3](spectrograms.png)", "", "Listen (γ = 3):", ""]
     lines += [f"- [{e['caption']}]({e['file']})" for e in r["examples"]]
-    lines += ["", "## Continuation (2 s prompt, no text)", "",
+    lines += ["", "## Continuation (2 s prompt)", "",
               "Scored against the codec's rendering of the rest of each clip; \"prompt alone\" scores the rendered "
-              "prompt the same way (how much the first 2 s already identify the clip).", "",
-              "| kind | clips | continuation | prompt alone | chance |", "|---|---|---|---|---|"]
+              "prompt the same way (how much the first 2 s already identify the clip). \"With its caption\" also "
+              "gives the LM the clip's caption, which names its kind (many clips share one), not the clip.", "",
+              "| kind | clips | continuation, no text | with its caption | prompt alone | chance |",
+              "|---|---|---|---|---|---|"]
     for kind, v in results["continuation"].items():
-        lines.append(f"| {kind} | {v['clips']} | {v['continuation']:.3f} | {v['prompt_alone']:.3f} | {v['chance']:.3f} |")
+        lines.append(f"| {kind} | {v['clips']} | {v['continuation']:.3f} | {v['continuation_with_caption']:.3f} | "
+                     f"{v['prompt_alone']:.3f} | {v['chance']:.3f} |")
     s = results["speed"]
     lines += ["", "## Speed", "",
               f"Generating {s['seconds']:g} s with guidance on {s['threads']} threads: tokens {s['tokens_s']:.1f} s; "

@@ -9,6 +9,7 @@ perplexity per codebook.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 from pathlib import Path
@@ -115,6 +116,19 @@ class TokenDataModule(L.LightningDataModule):
                           num_workers=self.num_workers)
 
 
+def learning_rate_factor(step: int, warmup: int, cooldown_start: Optional[int] = None,
+                         cooldown_steps: int = 1000) -> float:
+    """Multiplier of ``optim.lr`` after ``step`` optimizer steps: linear warm-up over ``warmup``
+    steps, then inverse square root; from ``cooldown_start`` on, that value falls linearly to zero
+    over ``cooldown_steps`` (the warmup-stable-decay ending, which lowers the loss that a decaying
+    but never-small rate leaves on the table)."""
+    step += 1
+    factor = step / warmup if step < warmup else math.sqrt(warmup / step)
+    if cooldown_start is not None and step > cooldown_start:
+        factor *= max(0.0, 1.0 - (step - cooldown_start) / cooldown_steps)
+    return factor
+
+
 class LanguageModelModule(L.LightningModule):
     """Lightning module training an :class:`~generation.transformer.AudioLanguageModel`."""
 
@@ -180,11 +194,10 @@ class LanguageModelModule(L.LightningModule):
              {"params": no_decay, "weight_decay": 0.0}],
             lr=lr, betas=tuple(self.optim["betas"]))
 
-        def warmup_then_inverse_sqrt(step: int) -> float:
-            step += 1
-            return step / warmup if step < warmup else math.sqrt(warmup / step)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_inverse_sqrt)
+        schedule = functools.partial(learning_rate_factor, warmup=warmup,
+                                     cooldown_start=self.optim["cooldown_start"],
+                                     cooldown_steps=self.optim["cooldown_steps"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
 
     def export(self, directory: Path, half: bool = False) -> None:

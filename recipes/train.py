@@ -39,6 +39,8 @@ from .config import RecipeConfigError, load_recipe_config
 
 # Lightning suggests saving pre-step weights for manual optimisation; our checkpoints are post-step by design.
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+# Parts named by optim.frozen are in eval mode on purpose.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 TASKS = {
     "codec": "recipes.codec_module:CodecModule",

@@ -21,10 +21,8 @@ class VocoderModule(AudioGanModule):
     """Lightning module training a :class:`~vocoder.Vocoder`."""
 
     def __init__(self, config: Dict[str, Any]) -> None:
-        super().__init__(config)
         vocoder_config = config_from_dict(VocoderConfig, config["model"], "model")
-        self.generator = Vocoder(vocoder_config)
-        self.sample_rate = vocoder_config.mel.sample_rate
+        super().__init__(config, Vocoder(vocoder_config), vocoder_config.mel.sample_rate)
         self.loss = VocoderLoss(vocoder_config, self.weights, self.discriminators)
 
     def generator_loss(self, audio: torch.Tensor, adversarial: bool) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:

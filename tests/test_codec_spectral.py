@@ -12,7 +12,7 @@ from codec.config import ChunkConfig
 from codec.spectral import SpectralConfig
 from codec.training import CodecLoss
 from vocoder import MelConfig, Vocoder, VocoderConfig
-from vocoder.losses import LossWeights
+from vocoder.losses import LossWeights, spectral_convergence
 
 SR = 16_000
 
@@ -61,6 +61,17 @@ def test_training_forward_returns_mels_and_the_loss_trains(model):
         optimizer.step()
         losses.append(float(result.terms["mel"]))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_linear_mel_term_rewards_the_level_that_log_mel_l1_ignores():
+    target = torch.randn(2, 80, 30)
+    quieter = target - 0.7  # a blurred log-mel is quieter once exponentiated: L1 sees a constant shift
+    assert float(spectral_convergence(target.exp(), target.exp())) == 0.0
+    assert float(spectral_convergence(quieter.exp(), target.exp())) == pytest.approx(1 - math.exp(-0.7), rel=1e-4)
+    trainee = Codec(CodecConfig.tiny(kind="spectral")).train()
+    wav = speechlike(0.5, batch=2)
+    terms = CodecLoss(trainee.config, LossWeights(mel=1.0, quantizer=1.0, linear_mel=2.0))(trainee(wav), wav).terms
+    assert set(terms) == {"mel", "quantizer", "linear_mel"} and float(terms["linear_mel"]) > 0
 
 
 @pytest.mark.parametrize("num_codebooks", [2, 4])

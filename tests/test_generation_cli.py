@@ -34,6 +34,14 @@ def test_cli_writes_audio(model_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     wav, rate = load_audio(out)
     assert rate == 16000 and wav.shape == (1, 15 * 320)
+    # Written at the corpus level (-20 dBFS RMS) unless the peak would pass 0.95; --raw-level keeps the decoder's.
+    level = 20 * torch.log10(wav.pow(2).mean().sqrt())
+    assert abs(float(level) + 20) < 0.1 or float(wav.abs().max()) > 0.94
+    raw = tmp_path / "raw.wav"
+    assert run_cli("a dog barking", "-o", str(raw), "--model", str(model_dir), "--duration", "0.3", "--seed", "1",
+                   "--top-k", "5", "--top-p", "0.9", "--temperature", "0.8", "--cfg", "2", "--raw-level").returncode == 0
+    raw_wav = load_audio(raw)[0]
+    assert torch.allclose(wav / wav.abs().max(), raw_wav / raw_wav.abs().max(), atol=2e-3)  # the same audio, rescaled
 
 
 def test_cli_bad_input_is_one_line_without_traceback(model_dir, tmp_path):

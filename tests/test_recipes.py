@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from codec import Codec
 from generation import AudioGen
 from recipes.config import RecipeConfigError, apply_overrides, load_recipe_config
+from recipes.lm_module import learning_rate_factor
 from recipes.train import RunTimer, parse_max_time
 from vocoder import Vocoder
 
@@ -185,16 +186,32 @@ def test_config_overrides_and_time_budget():
         parse_max_time("2h")
 
 
-def test_spectral_codec_recipe_with_a_trained_vocoder(tiny_corpus, tmp_path):
+def test_language_model_cooldown_falls_to_zero_and_ends_the_run():
+    factors = [learning_rate_factor(step, warmup=10, cooldown_start=100, cooldown_steps=50) for step in range(160)]
+    assert factors[4] == pytest.approx(0.5) and factors[9] == pytest.approx(1.0)
+    assert factors[98] == pytest.approx(learning_rate_factor(98, warmup=10))  # unchanged before the cool-down
+    assert all(a > b for a, b in zip(factors[99:150], factors[100:150]))
+    assert factors[149] == 0.0
+    config = load_recipe_config("lm", overrides=["optim.cooldown_start=7000", "optim.cooldown_steps=500"])
+    assert config["trainer"]["max_steps"] == 7500
+    with pytest.raises(RecipeConfigError):
+        load_recipe_config("lm", overrides=["optim.cooldown_steps=0"])
+
+
+def train_spectral_codec(tiny_corpus: Path, output: Path, *overrides: str) -> subprocess.CompletedProcess:
     small = "{kind: convnext, dim: 16, intermediate_dim: 32, num_layers: 1}"
+    return run("recipes.train", "codec", "--smoke", "--config", str(ROOT / "recipes/configs/codec_spectral.yaml"),
+               "--output", str(output), "--set", f"data.manifest={tiny_corpus}",
+               "data.exclude=[]", "data.valid_split=valid",
+               "data.valid_include=null", "data.segment_seconds=0.5", "data.batch_size=2",
+               f"model.spectral.mel_stage={small}", f"model.spectral.code_stage={small}", *overrides)
+
+
+def test_spectral_codec_recipe_with_a_trained_vocoder(tiny_corpus, tmp_path):
     vocoder = Vocoder(Codec(Codec.config_class.tiny(kind="spectral")).config.vocoder)
     vocoder.save_pretrained(tmp_path / "vocoder")
-    proc = run("recipes.train", "codec", "--smoke", "--config", str(ROOT / "recipes/configs/codec_spectral.yaml"),
-               "--output", str(tmp_path / "run"), "--set", f"data.manifest={tiny_corpus}",
-               f"vocoder={tmp_path / 'vocoder'}", "data.exclude=[]", "data.valid_split=valid",
-               "data.valid_include=null", "data.segment_seconds=0.5", "data.batch_size=2",
-               f"model.spectral.mel_stage={small}", f"model.spectral.code_stage={small}",
-               "model.vocoder.backbone={kind: convnext, dim: 32, intermediate_dim: 64, num_layers: 2}")
+    proc = train_spectral_codec(tiny_corpus, tmp_path / "run", f"vocoder={tmp_path / 'vocoder'}",
+                                "model.vocoder.backbone={kind: convnext, dim: 32, intermediate_dim: 64, num_layers: 2}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     codec = Codec.from_pretrained(tmp_path / "run" / "best")
     assert codec.config.kind == "spectral"
@@ -204,6 +221,25 @@ def test_spectral_codec_recipe_with_a_trained_vocoder(tiny_corpus, tmp_path):
     assert torch.isfinite(codec.decode(codec.encode(torch.randn(1, 8000) * 0.1, 16_000))).all()
     rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text()
     assert "cpu_hours" in rows.splitlines()[0] and "val/mel_distance" in rows.splitlines()[0]
+
+    # Decoder-only fine-tuning from those weights (whose vocoder config is not the recipe's
+    # default): the codes keep their meaning, so the fingerprint and the encoder stay as they were.
+    proc = train_spectral_codec(tiny_corpus, tmp_path / "tuned", f"init={tmp_path / 'run' / 'best'}",
+                                "optim.frozen=[encoder, quantizer]", "loss.linear_mel=1.0")
+    assert proc.returncode == 0 and "warm start" in proc.stderr, proc.stderr[-3000:]
+    tuned = Codec.from_pretrained(tmp_path / "tuned" / "best")
+    assert tuned.fingerprint() == codec.fingerprint()
+    before, after = codec.state_dict(), tuned.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith(("encoder.", "quantizer.", "vocoder.")))
+    assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("decoder."))
+    assert "train/linear_mel" in (tmp_path / "tuned" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    # Resuming builds the codec around the saved codec's vocoder too (its config is not the recipe's).
+    steps = last_step(tmp_path / "tuned")
+    proc = train_spectral_codec(tiny_corpus, tmp_path / "tuned", f"init={tmp_path / 'run' / 'best'}",
+                                "optim.frozen=[encoder, quantizer]", "--resume", "--max-steps", str(steps + 1))
+    assert proc.returncode == 0 and last_step(tmp_path / "tuned") == steps + 1, proc.stderr[-3000:]
+    proc = train_spectral_codec(tiny_corpus, tmp_path / "bad", "optim.frozen=[encoderr]")
+    assert proc.returncode == 2 and "encoderr" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

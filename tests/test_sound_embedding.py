@@ -36,3 +36,39 @@ def test_embedder_separates_noise_from_a_tone():
     emb = embedder.embed(clips, 16000)
     assert emb.shape == (5, 512) and torch.allclose(emb.norm(dim=-1), torch.ones(5))
     assert emb[0] @ emb[1] > emb[0] @ emb[2] and emb[2] @ emb[3] > emb[2] @ emb[1]  # short clips are padded
+
+
+def test_continuation_evaluation_scores_with_and_without_the_caption(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from codec import Codec
+    from generation import AudioGen, AudioLanguageModel
+    from recipes.data import ManifestEntry, read_manifest, write_manifest
+    from recipes.evaluate_generation import evaluate_continuation
+
+    from presets import TINY_CODEC, TINY_LM
+
+    class MeanSpectrum:
+        """A stand-in embedder: the clip's average magnitude spectrum in 16 bands."""
+
+        def embed(self, clips, sample_rate):
+            return torch.stack([torch.fft.rfft(c[:4000].float(), n=4000).abs()[:1984].view(16, -1).mean(-1)
+                                for c in clips])
+
+    entries = []
+    for i, caption in enumerate(["a person speaking English"] * 3 + ["a door slamming"] * 2 + ["a crash cymbal"]):
+        tone = 0.2 * np.sin(2 * np.pi * 200 * (i + 1) * np.arange(4 * 16_000) / 16_000)
+        sf.write(tmp_path / f"c{i}.wav", tone.astype(np.float32), 16_000)
+        entries.append(ManifestEntry(f"c{i}.wav", 4.0, 16_000, "synthetic", caption, "valid", f"rec{i}"))
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, entries)
+    torch.manual_seed(0)
+    gen = AudioGen(AudioLanguageModel(TINY_LM), Codec(TINY_CODEC))
+    results = evaluate_continuation(gen, MeanSpectrum(), manifest, read_manifest(manifest), per_kind=3)
+    assert set(results) == {"speech", "effects"}  # a single drum clip cannot be ranked against others
+    assert results["speech"]["clips"] == 3 and results["effects"]["clips"] == 2
+    for scores in results.values():
+        assert scores["chance"] == 1 / scores["clips"]
+        assert {"continuation", "continuation_with_caption", "prompt_alone"} <= set(scores)
+        assert all(0.0 <= scores[k] <= 1.0 for k in ("continuation", "continuation_with_caption", "prompt_alone"))
