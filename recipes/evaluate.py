@@ -267,6 +267,14 @@ def curves_figure(curves: Dict[str, List[Dict[str, float]]], metrics: Sequence[s
     plt.close(fig)
 
 
+def curves_section(curves: Dict[str, List[Dict[str, float]]], intro: str,
+                   describe: Callable[[Dict[str, float]], str]) -> List[str]:
+    """A report's "Learning curves" section: ``intro``, the figure, and every run's points as ``describe`` words them."""
+    lines = ["## Learning curves", "", intro, "", "![learning curves](learning_curves.png)", ""]
+    lines += [f"- {name}: " + ", ".join(describe(p) for p in points) for name, points in curves.items()]
+    return lines + [""]
+
+
 def learning_curves(runs: Sequence[Path], out: Path) -> Dict[str, List[Dict[str, float]]]:
     """Speech validation metrics of codec and vocoder runs against CPU-hours; ``learning_curves.png``."""
     curves = read_curves(runs, SPEECH_METRICS)
@@ -385,18 +393,15 @@ def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: L
         for set_name, methods in results["vocoder"].items():
             lines += [f"### {set_name}", ""] + _table(methods, VOCODER_COLUMNS) + [""]
     if results.get("learning_curves"):
-        lines += ["## Learning curves", "",
-                  "Validation during training (held-out warzone2100 speech), against process CPU-hours of "
-                  "each run (a warm-started run counts from zero). Each model is decoded as it stood in its "
-                  "run: a spectral codec trained from scratch holds an untrained vocoder (swapped for the "
-                  "shipped one at export), so its curves track the mel codec through phase refinement alone; "
-                  "a run warm-started from the shipped codec decodes with the shipped vocoder.", "",
-                  "![learning curves](learning_curves.png)", ""]
-        for name, points in results["learning_curves"].items():
-            lines.append(f"- {name}: " + ", ".join(
-                f"{p.get('cpu_hours', float('nan')):.2f} h: PESQ {p.get('val/pesq', float('nan')):.2f} / "
-                f"STOI {p.get('val/stoi', float('nan')):.3f}" for p in points))
-        lines.append("")
+        lines += curves_section(
+            results["learning_curves"],
+            "Validation during training (held-out warzone2100 speech), against process CPU-hours of "
+            "each run (a warm-started run counts from zero). Each model is decoded as it stood in its "
+            "run: a spectral codec trained from scratch holds an untrained vocoder (swapped for the "
+            "shipped one at export), so its curves track the mel codec through phase refinement alone; "
+            "a run warm-started from the shipped codec decodes with the shipped vocoder.",
+            lambda p: f"{p.get('cpu_hours', float('nan')):.2f} h: PESQ {p.get('val/pesq', float('nan')):.2f} / "
+                      f"STOI {p.get('val/stoi', float('nan')):.3f}")
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 

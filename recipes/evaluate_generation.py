@@ -44,7 +44,7 @@ from generation import AudioGen
 from vocoder.audio import prepare_waveform, save_audio
 
 from .data import ManifestEntry, read_manifest
-from .evaluate import curves_figure, read_curves
+from .evaluate import curves_figure, curves_section, read_curves
 from .sound_embedding import SoundEmbedder, frechet_distance, retrieval_rate
 
 CAPTIONS_FILE = Path(__file__).parent / "configs" / "retrieval_captions.txt"
@@ -245,13 +245,10 @@ def write_report(out: Path, results: dict, model: str) -> None:
               f"real-time factor {s['rtf_default']:.2f} with the codec's default phase refinement, "
               f"{s['rtf_no_refinement']:.2f} without.", ""]
     if results.get("learning_curves"):
-        lines += ["## Learning curves", "", "Validation cross-entropy (nats per token, held-out recordings) against "
-                  "process CPU-hours.", "", "![learning curves](learning_curves.png)", ""]
-        for name, points in results["learning_curves"].items():
-            lines.append(f"- {name}: " + ", ".join(
-                f"{p.get('cpu_hours', float('nan')):.2f} h / step {p['step']:.0f}: {p['val/cross_entropy']:.3f}"
-                for p in points))
-        lines.append("")
+        lines += curves_section(
+            results["learning_curves"],
+            "Validation cross-entropy (nats per token, held-out recordings) against process CPU-hours.",
+            lambda p: f"{p.get('cpu_hours', float('nan')):.2f} h / step {p['step']:.0f}: {p['val/cross_entropy']:.3f}")
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 

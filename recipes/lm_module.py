@@ -116,6 +116,12 @@ class TokenDataModule(L.LightningDataModule):
                           num_workers=self.num_workers)
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_codec(directory: str) -> Codec:
+    """Loaded once per process: every export of a run writes the same codec reference."""
+    return Codec.from_pretrained(directory)
+
+
 def learning_rate_factor(step: int, warmup: int, cooldown_start: Optional[int] = None,
                          cooldown_steps: int = 1000) -> float:
     """Multiplier of ``optim.lr`` after ``step`` optimizer steps: linear warm-up over ``warmup``
@@ -207,6 +213,6 @@ class LanguageModelModule(L.LightningModule):
         self.lm.save_pretrained(directory / "lm", half=half)
         codec = self.config["data"]["codec"]
         if codec and Path(codec).resolve() == Codec.default_pretrained.resolve():
-            write_codec_reference(directory / CODEC_REFERENCE, Codec.from_pretrained(codec))
+            write_codec_reference(directory / CODEC_REFERENCE, _shipped_codec(codec))
         elif codec:
             shutil.copytree(codec, directory / "codec", dirs_exist_ok=True)
