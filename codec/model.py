@@ -81,6 +81,8 @@ class Codec(nn.Module, Pretrained):
 
     config_class = CodecConfig
     default_pretrained = DEFAULT_PRETRAINED
+    training_fields = ("chunking", "quantizer.kmeans_init", "quantizer.kmeans_iters", "quantizer.ema_decay",
+                       "quantizer.dead_code_threshold", "quantizer.commitment_weight", "quantizer.quantize_dropout")
 
     def __init__(self, config: Optional[CodecConfig] = None) -> None:
         super().__init__()

@@ -66,20 +66,27 @@ class AudioGen:
     def from_pretrained(cls, path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu") -> "AudioGen":
         """Load ``path/lm`` and its codec (``None``: the model shipped in ``generation/pretrained/default``).
 
-        The codec is ``path/codec``, or, when ``path`` holds a ``codec.json`` reference instead, the
-        shipped codec, checked against the fingerprint of the codec the LM was trained with (an LM
-        is only valid for the token space of its own codec).
+        The codec is ``path/codec``, or, without that folder, the shipped codec. A ``codec.json``
+        reference (the fingerprint of the codec the LM was trained with) is checked against whichever
+        is loaded: an LM is only valid for the token space of its own codec.
         """
         path = Path(path) if path is not None else DEFAULT_PRETRAINED
         if not path.is_dir():
             raise CheckpointError(f"no AudioGen model at {path}; train one with the recipes, or build one "
                                   f"with AudioGen(lm, codec) / AudioGen.random_init()")
         lm = AudioLanguageModel.from_pretrained(path / "lm", device=device)
-        if not (path / "codec").is_dir() and (path / CODEC_REFERENCE).is_file():
+        reference = path / CODEC_REFERENCE
+        if (path / "codec").is_dir():
+            codec = Codec.from_pretrained(path / "codec", device=device)
+            if reference.is_file():
+                check_codec_reference(reference, codec, f"{path / 'codec'} is not the codec this language model "
+                                                        f"was trained with")
+        elif reference.is_file():
             codec = Codec.from_pretrained(None, device=device)
-            check_codec_reference(path / CODEC_REFERENCE, codec)
-            return cls(lm, codec)
-        return cls(lm, Codec.from_pretrained(path / "codec", device=device))
+            check_codec_reference(reference, codec)
+        else:
+            raise CheckpointError(f"{path} holds neither a codec/ folder nor a {CODEC_REFERENCE} naming the codec")
+        return cls(lm, codec)
 
     @classmethod
     def random_init(cls, lm_config: Optional[LMConfig] = None, codec_config: Optional[CodecConfig] = None,
@@ -275,15 +282,16 @@ def write_codec_reference(path: Path, codec: Codec) -> None:
     Path(path).write_text(json.dumps({"codec_fingerprint": codec.fingerprint().hex()}, indent=2) + "\n")
 
 
-def check_codec_reference(path: Path, codec: Codec) -> None:
-    """Raise :class:`CheckpointError` unless ``codec`` is the one ``path`` refers to."""
+def check_codec_reference(path: Path, codec: Codec,
+                          mismatch: str = "the shipped codec is not the one this language model was trained with; "
+                                          "retrain the LM on its tokens, or put the right codec in a codec/ folder") -> None:
+    """Raise :class:`CheckpointError` (saying ``mismatch``) unless ``codec`` is the one ``path`` refers to."""
     try:
         wanted = json.loads(Path(path).read_text())["codec_fingerprint"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} is not a codec reference ({type(err).__name__}: {err})") from None
     if codec.fingerprint().hex() != wanted:
-        raise CheckpointError(f"the shipped codec is not the one this language model was trained with ({path}); "
-                              f"retrain the LM on its tokens, or put the right codec in a codec/ folder")
+        raise CheckpointError(f"{mismatch} ({path})")
 
 
 def _reject_unknown(unknown: dict) -> None:

@@ -188,6 +188,7 @@ class AudioLanguageModel(nn.Module, Pretrained):
     """Text-conditioned autoregressive model over codec tokens laid out by a codebook pattern."""
 
     config_class = LMConfig
+    training_fields = ("dropout", "cfg_dropout")
 
     def __init__(self, config: LMConfig) -> None:
         super().__init__()

@@ -269,9 +269,15 @@ def curves_figure(curves: Dict[str, List[Dict[str, float]]], metrics: Sequence[s
 
 def curves_section(curves: Dict[str, List[Dict[str, float]]], intro: str,
                    describe: Callable[[Dict[str, float]], str]) -> List[str]:
-    """A report's "Learning curves" section: ``intro``, the figure, and every run's points as ``describe`` words them."""
+    """A report's "Learning curves" section: ``intro``, the figure, and every run's points, each placed
+    by CPU-hours and step (step alone where the log has no CPU time) and measured as ``describe`` words it."""
+
+    def where(point: Dict[str, float]) -> str:
+        hours = f"{point['cpu_hours']:.2f} h / " if "cpu_hours" in point else ""
+        return f"{hours}step {point['step']:.0f}"
+
     lines = ["## Learning curves", "", intro, "", "![learning curves](learning_curves.png)", ""]
-    lines += [f"- {name}: " + ", ".join(describe(p) for p in points) for name, points in curves.items()]
+    lines += [f"- {name}: " + ", ".join(f"{where(p)}: {describe(p)}" for p in points) for name, points in curves.items()]
     return lines + [""]
 
 
@@ -400,8 +406,8 @@ def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: L
             "run: a spectral codec trained from scratch holds an untrained vocoder (swapped for the "
             "shipped one at export), so its curves track the mel codec through phase refinement alone; "
             "a run warm-started from the shipped codec decodes with the shipped vocoder.",
-            lambda p: f"{p.get('cpu_hours', float('nan')):.2f} h: PESQ {p.get('val/pesq', float('nan')):.2f} / "
-                      f"STOI {p.get('val/stoi', float('nan')):.3f}")
+            lambda p: f"PESQ {p.get('val/pesq', float('nan')):.2f} / STOI {p.get('val/stoi', float('nan')):.3f}"
+                      + (f" / mel {p['val/mel_distance']:.3f}" if "val/mel_distance" in p else ""))
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 

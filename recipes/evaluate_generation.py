@@ -45,7 +45,7 @@ from vocoder.audio import prepare_waveform, save_audio
 
 from .data import ManifestEntry, read_manifest
 from .evaluate import curves_figure, curves_section, read_curves
-from .sound_embedding import SoundEmbedder, frechet_distance, retrieval_rate
+from .sound_embedding import SoundEmbedder, frechet_distance, retrieval_rate, wilson_interval
 
 CAPTIONS_FILE = Path(__file__).parent / "configs" / "retrieval_captions.txt"
 HELD_OUT = ("valid", "test")
@@ -207,8 +207,14 @@ def spectrogram_figure(clips: List[torch.Tensor], captions: List[str], sample_ra
     plt.close(fig)
 
 
+def _with_interval(rate: float, trials: int) -> str:
+    low, high = wilson_interval(rate, trials)
+    return f"{rate:.3f} ({low:.2f}-{high:.2f})"
+
+
 def write_report(out: Path, results: dict, model: str) -> None:
     r, lines = results["retrieval"], ["# Text-to-audio evaluation", ""]
+    generated = len(r["captions"]) * r["clips_per_caption"]
     lines += [f"Written by `python -m recipes.evaluate_generation` for `{model}`; every clip embedded with aiSFX "
               "(`recipes/sound_embedding.py`). Real clips are held-out recordings (valid and test splits) that "
               "no model trained on.", "",
@@ -217,14 +223,17 @@ def write_report(out: Path, results: dict, model: str) -> None:
               "References are the held-out recordings as the shipped codec renders them (encoded and decoded), "
               "so the scores measure the language model: the codec alone moves every clip in the embedding space "
               f"(Fréchet distance {r['frechet_resynthesis']:.3f} between the recordings and their renderings). "
-              "The columns against the original recordings include that shift.", "",
+              "The columns against the original recordings include that shift. In brackets: the 95 % Wilson "
+              "interval of each rate, counting every clip as one trial.", "",
               "| | retrieval score | Fréchet distance | retrieval vs originals | Fréchet vs originals |",
               "|---|---|---|---|---|"]
     for cfg in GUIDANCE:
-        lines.append(f"| generated, γ = {cfg:g} | {r[f'retrieval_cfg{cfg:g}']:.3f} | {r[f'frechet_cfg{cfg:g}']:.3f} | "
-                     f"{r[f'retrieval_original_cfg{cfg:g}']:.3f} | {r[f'frechet_original_cfg{cfg:g}']:.3f} |")
-    lines += [f"| held-out clips, each left out of its caption's centroid (ceiling) | {r['ceiling']:.3f} | | "
-              f"{r['ceiling_original']:.3f} | |", f"| chance | {r['chance']:.3f} | | {r['chance']:.3f} | |", ""]
+        lines.append(f"| generated, γ = {cfg:g} | {_with_interval(r[f'retrieval_cfg{cfg:g}'], generated)} | "
+                     f"{r[f'frechet_cfg{cfg:g}']:.3f} | {_with_interval(r[f'retrieval_original_cfg{cfg:g}'], generated)} | "
+                     f"{r[f'frechet_original_cfg{cfg:g}']:.3f} |")
+    lines += [f"| held-out clips, each left out of its caption's centroid (ceiling) | "
+              f"{_with_interval(r['ceiling'], r['real_clips'])} | | {_with_interval(r['ceiling_original'], r['real_clips'])} | |",
+              f"| chance | {r['chance']:.3f} | | {r['chance']:.3f} | |", ""]
     if r["skipped_captions"]:
         lines += [f"Skipped (fewer than 2 held-out clips): {', '.join(r['skipped_captions'])}.", ""]
     lines += ["Per caption at γ = 3: " + ", ".join(f"{c} {v:.2f}" for c, v in r[f"per_caption_cfg{GUIDANCE[-1]:g}"].items()),
@@ -237,8 +246,9 @@ def write_report(out: Path, results: dict, model: str) -> None:
               "| kind | clips | continuation, no text | with its caption | prompt alone | chance |",
               "|---|---|---|---|---|---|"]
     for kind, v in results["continuation"].items():
-        lines.append(f"| {kind} | {v['clips']} | {v['continuation']:.3f} | {v['continuation_with_caption']:.3f} | "
-                     f"{v['prompt_alone']:.3f} | {v['chance']:.3f} |")
+        lines.append(f"| {kind} | {v['clips']} | {_with_interval(v['continuation'], v['clips'])} | "
+                     f"{_with_interval(v['continuation_with_caption'], v['clips'])} | "
+                     f"{_with_interval(v['prompt_alone'], v['clips'])} | {v['chance']:.3f} |")
     s = results["speed"]
     lines += ["", "## Speed", "",
               f"Generating {s['seconds']:g} s with guidance on {s['threads']} threads: tokens {s['tokens_s']:.1f} s; "
@@ -248,7 +258,7 @@ def write_report(out: Path, results: dict, model: str) -> None:
         lines += curves_section(
             results["learning_curves"],
             "Validation cross-entropy (nats per token, held-out recordings) against process CPU-hours.",
-            lambda p: f"{p.get('cpu_hours', float('nan')):.2f} h / step {p['step']:.0f}: {p['val/cross_entropy']:.3f}")
+            lambda p: f"{p['val/cross_entropy']:.3f}")
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 
@@ -261,7 +271,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--captions", type=Path, default=CAPTIONS_FILE, help="one caption per line")
     parser.add_argument("--clips-per-caption", type=int, default=4)
     parser.add_argument("--max-real", type=int, default=8, help="held-out clips per caption at most")
-    parser.add_argument("--continuations", type=int, default=12, help="clips per continuation kind")
+    parser.add_argument("--continuations", type=int, default=20, help="clips per continuation kind (at most; one per recording)")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="LM training run folders for learning curves")
     args = parser.parse_args(argv)
     if args.clips_per_caption < 1 or args.max_real < 2 or args.continuations < 2:

@@ -9,7 +9,8 @@ A Lightning predict loop, so the same command runs on one CPU or on many GPUs. E
 merges them at the end. ``--mix-copies N`` adds, per split, N extra passes in which each clip is
 mixed with another at a random SNR in [-5, 5] dB, keeping its own length, and the captions are
 joined (AudioGen's mixing augmentation). Clips are encoded shortest first, so a batch is padded
-only to the longest of similar clips.
+only to the longest of similar clips. ``codec.json`` records the codec's fingerprint: the LM recipe
+refuses a ``data.codec`` that did not make these tokens.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from codec import Codec
+from generation.audiogen import CODEC_REFERENCE, write_codec_reference
 from vocoder.checkpoint import CheckpointError
 
 from .data import AudioSegmentDataset, ManifestError, MixingDataset
@@ -174,6 +176,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in list(args.out.glob("shard-r*.safetensors")) + list(args.out.glob("index*.jsonl")):
         stale.unlink()
+    # Which codec made these tokens: the LM recipe refuses to pair them with another.
+    write_codec_reference(args.out / CODEC_REFERENCE, codec)
     loader = DataLoader(ConcatDataset(parts), batch_size=args.batch_size, num_workers=args.num_workers)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     trainer = L.Trainer(accelerator=args.accelerator, devices=devices, strategy=args.strategy, logger=False,

@@ -13,14 +13,14 @@ import functools
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from codec import Codec
-from generation.audiogen import CODEC_REFERENCE, write_codec_reference
+from generation.audiogen import CODEC_REFERENCE, check_codec_reference, write_codec_reference
 from generation.conditioners import CachedConditioner, TextConditioner, build_conditioner
 from generation.transformer import AudioLanguageModel, LMConfig
 from vocoder.checkpoint import config_from_dict
@@ -117,9 +117,19 @@ class TokenDataModule(L.LightningDataModule):
 
 
 @functools.lru_cache(maxsize=1)
-def _shipped_codec(directory: str) -> Codec:
-    """Loaded once per process: every export of a run writes the same codec reference."""
+def _load_codec(directory: str) -> Codec:
+    """Loaded once per process: the token check and every export of a run use the same codec."""
     return Codec.from_pretrained(directory)
+
+
+def check_token_codec(tokens: Union[str, Path], codec: Optional[str]) -> None:
+    """Refuse ``data.codec`` when the tokens record (``codec.json``, written by ``extract_tokens``)
+    that another codec made them: the exported LM would otherwise name a codec its tokens do not fit."""
+    reference = Path(tokens) / CODEC_REFERENCE
+    if codec and reference.is_file():
+        check_codec_reference(reference, _load_codec(str(codec)),
+                              f"data.codec ({codec}) is not the codec that made these tokens; point data.codec "
+                              f"at that codec, or extract tokens with this one")
 
 
 def learning_rate_factor(step: int, warmup: int, cooldown_start: Optional[int] = None,
@@ -158,6 +168,7 @@ class LanguageModelModule(L.LightningModule):
 
     def datamodule(self) -> TokenDataModule:
         data = dict(self.config["data"])
+        check_token_codec(data["tokens"], data["codec"])
         data["max_frames"] = data["max_frames"] or self._max_frames()
         return TokenDataModule(**data)
 
@@ -213,6 +224,6 @@ class LanguageModelModule(L.LightningModule):
         self.lm.save_pretrained(directory / "lm", half=half)
         codec = self.config["data"]["codec"]
         if codec and Path(codec).resolve() == Codec.default_pretrained.resolve():
-            write_codec_reference(directory / CODEC_REFERENCE, _shipped_codec(codec))
+            write_codec_reference(directory / CODEC_REFERENCE, _load_codec(str(codec)))
         elif codec:
             shutil.copytree(codec, directory / "codec", dirs_exist_ok=True)

@@ -12,8 +12,9 @@ numpy scalar types the checkpoint stores).
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -112,6 +113,16 @@ def retrieval_rate(queries: torch.Tensor, query_labels: Sequence[int], reference
         similarity[c == 0] = -2.0  # a label with no reference left cannot be chosen
         hits += int(similarity.argmax()) == label
     return hits / len(queries)
+
+
+def wilson_interval(rate: float, trials: int, z: float = 1.96) -> Tuple[float, float]:
+    """The Wilson score interval (95 % for ``z`` = 1.96) of a success rate seen in ``trials`` trials:
+    how far a retrieval or continuation rate measured on a handful of clips can be trusted."""
+    if trials < 1 or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"need trials >= 1 and a rate in [0, 1], got {trials} and {rate}")
+    centre = (rate + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -384,3 +384,18 @@ def test_gan_training_step_stays_finite(decoder, adversarial):
     levels = model.config.quantizer.levels
     assert all(bool(books[g * levels].initted) for g in range(model.config.quantizer.groups))
     assert all(torch.isfinite(w).all() for w in model.quantizer.codebook_weights())
+
+
+def test_warm_start_may_change_training_settings_but_not_the_architecture(tmp_path):
+    from presets import TINY_CODEC
+    torch.manual_seed(0)
+    saved = Codec(TINY_CODEC)
+    saved.save_pretrained(tmp_path / "saved")
+    quantizer = replace(TINY_CODEC.quantizer, dead_code_threshold=0.1, commitment_weight=1.0)
+    tuned = Codec(replace(TINY_CODEC, quantizer=quantizer, chunking=ChunkConfig(frames=100)))
+    tuned.load_weights_from(tmp_path / "saved")
+    assert all(torch.equal(tuned.state_dict()[k], v) for k, v in saved.state_dict().items())
+    # Same tensor shapes, other meaning: refused, naming the field.
+    other = Codec(replace(TINY_CODEC, sample_rate=24_000))
+    with pytest.raises(CheckpointError, match="sample_rate"):
+        other.load_weights_from(tmp_path / "saved")

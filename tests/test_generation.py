@@ -1,6 +1,7 @@
 """Audio language model and AudioGen pipeline on tiny random-weight models."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -236,4 +237,15 @@ def test_codec_reference_loads_the_shipped_codec_only_when_its_codebooks_match(t
         AudioGen.from_pretrained(model)
     (model / CODEC_REFERENCE).write_text("{")
     with pytest.raises(CheckpointError, match="not a codec reference"):
+        AudioGen.from_pretrained(model)
+    # A codec/ folder beside the reference is checked against it too.
+    Codec(TINY_CODEC).save_pretrained(model / "codec")
+    write_codec_reference(model / CODEC_REFERENCE, Codec.from_pretrained(shipped))
+    with pytest.raises(CheckpointError, match="is not the codec this language model was trained with"):
+        AudioGen.from_pretrained(model)
+    write_codec_reference(model / CODEC_REFERENCE, Codec.from_pretrained(model / "codec"))
+    assert AudioGen.from_pretrained(model).codec.fingerprint() == Codec.from_pretrained(model / "codec").fingerprint()
+    (model / CODEC_REFERENCE).unlink()
+    shutil.rmtree(model / "codec")
+    with pytest.raises(CheckpointError, match="neither a codec/ folder nor"):
         AudioGen.from_pretrained(model)

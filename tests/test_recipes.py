@@ -142,6 +142,15 @@ def test_tokens_then_language_model_give_a_loadable_audiogen(codec_run, tiny_cor
     wav = gen.generate(["a dog barking"], duration=0.4, seed=0)
     assert wav.shape == (1, 1, int(0.4 * gen.sample_rate))
 
+    # The tokens name their codec: an LM run over them with another codec is refused before training.
+    assert (tokens / "codec.json").is_file()
+    other = Codec(Codec.from_pretrained(codec_run / "best").config)  # same architecture, other codebooks
+    other.save_pretrained(tmp_path / "other")
+    proc = run("recipes.train", "lm", "--smoke", "--output", str(tmp_path / "bad"), "--set",
+               f"data.tokens={tokens}", f"data.codec={tmp_path / 'other'}")
+    assert proc.returncode == 2 and "not the codec that made these tokens" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["codec", "vocoder", "lm"])
@@ -302,3 +311,16 @@ def test_length_buckets_cover_every_item_once_with_similar_lengths():
     assert spread < 100  # random batches of 8 would spread over about 380 frames
     fixed = LengthBucketBatchSampler(SequentialSampler(range(203)), 8, False, lengths, seed=0)
     assert list(fixed) == list(fixed)  # validation: the same batches on every pass
+
+
+def test_learning_curve_lines_place_each_point_by_cpu_time_and_step(tmp_path):
+    from recipes.evaluate import curves_section, read_curves
+    log = tmp_path / "run" / "csv" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    # CpuTime logs one step after validation; the last validation has no CPU time (a killed run).
+    log.write_text("step,cpu_hours,val/pesq,val/stoi\n499,,1.2,0.58\n500,0.25,,\n999,,1.3,0.6\n")
+    curves = read_curves([tmp_path / "run"], ("val/pesq", "val/stoi"))
+    assert curves == {"run": [{"step": 499, "cpu_hours": 0.25, "val/pesq": 1.2, "val/stoi": 0.58},
+                              {"step": 999, "val/pesq": 1.3, "val/stoi": 0.6}]}
+    lines = curves_section(curves, "intro", lambda p: f"PESQ {p['val/pesq']:.1f}")
+    assert "- run: 0.25 h / step 499: PESQ 1.2, step 999: PESQ 1.3" in lines

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from recipes.sound_embedding import frechet_distance, retrieval_rate
+from recipes.sound_embedding import frechet_distance, retrieval_rate, wilson_interval
 
 
 def test_retrieval_rate_on_separable_and_on_swapped_labels():
@@ -72,3 +72,13 @@ def test_continuation_evaluation_scores_with_and_without_the_caption(tmp_path):
         assert scores["chance"] == 1 / scores["clips"]
         assert {"continuation", "continuation_with_caption", "prompt_alone"} <= set(scores)
         assert all(0.0 <= scores[k] <= 1.0 for k in ("continuation", "continuation_with_caption", "prompt_alone"))
+
+
+def test_wilson_interval_widens_as_the_clips_get_few():
+    assert wilson_interval(0.5, 4) == pytest.approx((0.150, 0.850), abs=1e-3)
+    low, high = wilson_interval(0.0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-3)
+    narrow = wilson_interval(0.5, 104)
+    assert 0.40 < narrow[0] < 0.5 < narrow[1] < 0.60
+    with pytest.raises(ValueError):
+        wilson_interval(0.5, 0)

@@ -11,7 +11,7 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Optional, TypeVar, Union
+from typing import Any, ClassVar, Dict, Optional, Tuple, TypeVar, Union
 
 import torch
 from safetensors import SafetensorError
@@ -156,6 +156,9 @@ class Pretrained:
 
     config_class: ClassVar[type]
     default_pretrained: ClassVar[Optional[Path]] = None
+    # Config fields (dotted paths) that steer training or memory use but leave the weights' meaning
+    # alone: a warm start (``load_weights_from``) may change them, e.g. a codec's dead-code threshold.
+    training_fields: ClassVar[Tuple[str, ...]] = ()
 
     @property
     def device(self) -> torch.device:
@@ -167,10 +170,15 @@ class Pretrained:
         return save_state(self, self.config, directory, half=half)  # type: ignore[arg-type]
 
     def load_weights_from(self, directory: Union[str, Path]) -> None:
-        """Copy the weights of a saved model of the same architecture into this one (warm start)."""
-        config = read_config(self.config_class, directory, type(self).__name__)
-        if config_to_dict(config) != config_to_dict(self.config):  # type: ignore[attr-defined]
-            raise CheckpointError(f"{directory} holds a model of another configuration than this one")
+        """Copy the weights of a saved model of the same architecture into this one (warm start).
+
+        The configs must agree except in ``training_fields``; the error names the fields that differ."""
+        saved = _architecture(read_config(self.config_class, directory, type(self).__name__), self.training_fields)
+        ours = _architecture(self.config, self.training_fields)  # type: ignore[attr-defined]
+        if saved != ours:
+            differing = ", ".join(sorted(k for k in saved.keys() | ours.keys() if saved.get(k) != ours.get(k)))
+            raise CheckpointError(f"{directory} holds a model of another configuration than this one "
+                                  f"(differs in {differing})")
         load_state(self, directory)  # type: ignore[arg-type]
 
     @classmethod
@@ -190,3 +198,20 @@ class Pretrained:
         model = cls(config)  # type: ignore[call-arg]
         load_state(model, path)  # type: ignore[arg-type]
         return model.to(device).eval()  # type: ignore[attr-defined]
+
+
+def _architecture(config: Any, ignored: Tuple[str, ...]) -> Dict[str, Any]:
+    """``config`` flattened to dotted keys, without the ``ignored`` fields (or sub-configs)."""
+    flat: Dict[str, Any] = {}
+
+    def walk(value: Any, prefix: str) -> None:
+        if prefix in ignored:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{prefix}.{key}" if prefix else key)
+        else:
+            flat[prefix] = value
+
+    walk(config_to_dict(config), "")
+    return flat
