@@ -220,7 +220,7 @@ def write_report(out: Path, results: dict, model: str) -> None:
               "no model trained on.", "",
               f"## Retrieval score ({len(r['captions'])} captions, {r['clips_per_caption']} clips each, "
               f"{r['real_clips']} real clips)", "",
-              "References are the held-out recordings as the shipped codec renders them (encoded and decoded), "
+              "References are the held-out recordings as the model's own codec renders them (encoded and decoded), "
               "so the scores measure the language model: the codec alone moves every clip in the embedding space "
               f"(Fréchet distance {r['frechet_resynthesis']:.3f} between the recordings and their renderings). "
               "The columns against the original recordings include that shift. In brackets: the 95 % Wilson "
