@@ -91,6 +91,11 @@ class AudioGanModule(L.LightningModule):
                                                      "discriminators")
         self.discriminators = Discriminators(self.discriminator_config)
 
+    @property
+    def training_fields(self) -> Tuple[str, ...]:
+        """Config fields a resumed run may change (see ``Pretrained.training_fields``)."""
+        return type(self.generator).training_fields
+
     # -- subclass hooks ---------------------------------------------------------------------------
 
     def generator_loss(self, audio: torch.Tensor, adversarial: bool) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:

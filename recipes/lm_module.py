@@ -13,7 +13,7 @@ import functools
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
 import torch
@@ -161,6 +161,11 @@ class LanguageModelModule(L.LightningModule):
         self.optim = config["optim"]  # checked and completed by recipes.config.LMOptimConfig
         # The frozen text encoder is neither trained nor checkpointed: kept out of the module tree.
         self._conditioner: List[TextConditioner] = [CachedConditioner(build_conditioner(self.lm_config.conditioner)).eval()]
+
+    @property
+    def training_fields(self) -> Tuple[str, ...]:
+        """Config fields a resumed run may change (see ``Pretrained.training_fields``)."""
+        return type(self.lm).training_fields
 
     @property
     def conditioner(self) -> TextConditioner:

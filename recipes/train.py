@@ -25,7 +25,7 @@ import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import lightning as L
 import torch
@@ -34,6 +34,8 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.strategies import DDPStrategy
+
+from vocoder.checkpoint import differing_fields
 
 from .config import RecipeConfigError, load_recipe_config
 
@@ -157,13 +159,18 @@ class RunTimer(Timer):
 
 
 class SaveLastOnEnd(Callback):
-    """Writes ``last.ckpt`` when training stops for any reason (max steps, max time)."""
+    """Writes ``last.ckpt`` when training stops: at its end (max steps, max time) and on Ctrl-C
+    (SIGINT), so stopping a run by hand loses nothing since the last periodic checkpoint."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class CheckReplicasInSync(Callback):
@@ -197,8 +204,11 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
     export_half = config["export"]["half"]
     checkpoints = output / "checkpoints"
     callbacks: List[Callback] = [
+        # No version counter: in a resumed run whose folder was moved or copied, Lightning would
+        # otherwise write last-v1.ckpt and leave a stale last.ckpt for the next --resume.
         ModelCheckpoint(dirpath=checkpoints, filename="step{step}", save_last=True, save_top_k=1,
-                        every_n_train_steps=every, train_time_interval=None, auto_insert_metric_name=False),
+                        every_n_train_steps=every, train_time_interval=None, auto_insert_metric_name=False,
+                        enable_version_counter=False),
         ExportBest(output / "best", module.monitor, module.monitor_mode, half=export_half),
         SaveLastOnEnd(checkpoints / "last.ckpt"),
         CheckReplicasInSync(output / "replicas.json"),
@@ -215,9 +225,10 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
     return L.Trainer(default_root_dir=output, callbacks=callbacks, logger=loggers, **t)
 
 
-def checked_resume_step(path: Path, config: Dict[str, Any]) -> int:
+def checked_resume_step(path: Path, config: Dict[str, Any], training_fields: Tuple[str, ...] = ()) -> int:
     """The step of checkpoint ``path``, after checking that it is readable and that it was trained
-    with the same model config as ``config``; raises :class:`RecipeConfigError` otherwise."""
+    with the same model config as ``config`` (``training_fields``, settings that only steer training
+    such as a codec's dead-code threshold, may change); raises :class:`RecipeConfigError` otherwise."""
     others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -227,9 +238,10 @@ def checked_resume_step(path: Path, config: Dict[str, Any]) -> int:
         hint = f"; other checkpoints there: {', '.join(others)}" if others else ""
         raise RecipeConfigError(f"cannot resume: {path} is damaged or not a checkpoint "
                                 f"({type(err).__name__}){hint}") from None
-    if "model" in saved and saved["model"] != config["model"]:
-        raise RecipeConfigError(f"cannot resume: {path} was trained with model config {saved['model']}, "
-                                f"not {config['model']}; keep the model settings or use a new --output")
+    differing = differing_fields(saved["model"], config["model"], training_fields) if "model" in saved else []
+    if differing:
+        raise RecipeConfigError(f"cannot resume: {path} was trained with another model config (differs in "
+                                f"{', '.join(differing)}); keep the model settings or use a new --output")
     return step
 
 
@@ -279,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         module = task_class(args.task)(config)
         datamodule = module.datamodule()
         last = output / "checkpoints" / "last.ckpt"
-        resumed_step = checked_resume_step(last, config) if args.resume and last.is_file() else None
+        resumed_step = checked_resume_step(last, config, module.training_fields) if args.resume and last.is_file() else None
         if args.resume and resumed_step is None:
             print(f"note: nothing to resume in {last.parent}; starting from scratch", file=sys.stderr)
         if resumed_step is None and config["init"]:

@@ -80,7 +80,16 @@ def test_damaged_checkpoint_and_changed_model_are_one_line_errors(codec_run, tin
     shutil.copytree(codec_run, run_dir)
     proc = run("recipes.train", "codec", "--smoke", "--output", str(run_dir), "--resume", "--set",
                f"data.manifest={tiny_corpus}", "model.latent_dim=8")
-    assert proc.returncode == 2 and "model config" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "model config" in proc.stderr and "differs in latent_dim" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # Settings that only steer training (here quantizer dropout) may change on resume.
+    before = last_step(run_dir)
+    train("codec", run_dir, f"data.manifest={tiny_corpus}", "model.quantizer.quantize_dropout=false",
+          extra=("--resume", "--max-steps", str(before + 2)))
+    assert last_step(run_dir) == before + 2
+    # In a copied run folder too, periodic saves overwrite last.ckpt (no last-v1.ckpt beside a stale
+    # one), so a run killed before its end resumes from its newest state.
+    assert not list((run_dir / "checkpoints").glob("last-v*.ckpt"))
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
     proc = run("recipes.train", "codec", "--smoke", "--output", str(run_dir), "--resume", "--set",
@@ -296,6 +305,26 @@ def test_kill_and_resume(task, codec_run, tiny_corpus, tmp_path):
     assert last_step(output) == step + 2
     after = logged(output / "csv" / "metrics.csv")
     assert before and after[:len(before)] == before and len(after) > len(before)
+
+
+def test_ctrl_c_saves_the_run_state(tiny_corpus, tmp_path):
+    # No periodic checkpoint at all: only the interrupt can write last.ckpt.
+    output = tmp_path / "run"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "recipes.train", "codec", "--smoke", "--output", str(output),
+                             "--set", f"data.manifest={tiny_corpus}", "trainer.max_steps=100000",
+                             "trainer.checkpoint_every_n_steps=100000"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (output / "best" / "metrics.json").is_file():  # the first validation has run
+            assert proc.poll() is None and time.monotonic() < deadline, "training ended or never validated"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert last_step(output) >= 2
 
 
 def test_length_buckets_cover_every_item_once_with_similar_lengths():

@@ -11,7 +11,7 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Optional, Tuple, TypeVar, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, TypeVar, Union
 
 import torch
 from safetensors import SafetensorError
@@ -173,12 +173,11 @@ class Pretrained:
         """Copy the weights of a saved model of the same architecture into this one (warm start).
 
         The configs must agree except in ``training_fields``; the error names the fields that differ."""
-        saved = _architecture(read_config(self.config_class, directory, type(self).__name__), self.training_fields)
-        ours = _architecture(self.config, self.training_fields)  # type: ignore[attr-defined]
-        if saved != ours:
-            differing = ", ".join(sorted(k for k in saved.keys() | ours.keys() if saved.get(k) != ours.get(k)))
+        saved = read_config(self.config_class, directory, type(self).__name__)
+        differing = differing_fields(saved, self.config, self.training_fields)  # type: ignore[attr-defined]
+        if differing:
             raise CheckpointError(f"{directory} holds a model of another configuration than this one "
-                                  f"(differs in {differing})")
+                                  f"(differs in {', '.join(differing)})")
         load_state(self, directory)  # type: ignore[arg-type]
 
     @classmethod
@@ -200,7 +199,14 @@ class Pretrained:
         return model.to(device).eval()  # type: ignore[attr-defined]
 
 
-def _architecture(config: Any, ignored: Tuple[str, ...]) -> Dict[str, Any]:
+def differing_fields(first: Any, second: Any, ignored: Tuple[str, ...] = ()) -> List[str]:
+    """Dotted names of the fields in which two configs (dataclasses or their dicts) differ, leaving
+    out the ``ignored`` fields and sub-configs (a model's ``training_fields``)."""
+    a, b = _flatten(first, ignored), _flatten(second, ignored)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def _flatten(config: Any, ignored: Tuple[str, ...]) -> Dict[str, Any]:
     """``config`` flattened to dotted keys, without the ``ignored`` fields (or sub-configs)."""
     flat: Dict[str, Any] = {}
 
@@ -213,5 +219,5 @@ def _architecture(config: Any, ignored: Tuple[str, ...]) -> Dict[str, Any]:
         else:
             flat[prefix] = value
 
-    walk(config_to_dict(config), "")
+    walk(config if isinstance(config, dict) else config_to_dict(config), "")
     return flat
