@@ -17,6 +17,13 @@ stamp=".venv/.installed-$mode"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing into .venv (first time: a few minutes; torch 2.9.1 is a large wheel)..."
+    # On Linux x86_64 PyPI's torch is a CUDA build: about 3.5 GB of wheels unpacking to about 8 GB.
+    # pip's cache would keep a second copy of the wheels, so it is off.
+    export PIP_NO_CACHE_DIR=1
+    free_gb="$(df -Pk .venv | awk 'NR == 2 {print int($4 / 1048576)}')"
+    if [ "${free_gb:-0}" -lt 12 ] && ! ls .venv/.installed-* >/dev/null 2>&1; then
+        echo "warning: ${free_gb} GB free beside .venv; installing torch may need about 12 GB" >&2
+    fi
     .venv/bin/python -m pip install -q --upgrade pip
     # torch and torchaudio first and together: torchaudio only loads beside the torch it was built for.
     .venv/bin/python -m pip install -q "torch==2.9.1" "torchaudio==2.9.1"
