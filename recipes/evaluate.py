@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -224,45 +224,91 @@ def evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: S
 SPEECH_METRICS = ("val/pesq", "val/stoi", "val/mel_distance")
 
 
+HOURS = ("cpu_hours", "gpu_hours")
+
+
+def _run_setting(run: Path, section: str, key: str) -> Any:
+    """``section.key`` of the run's saved ``config.yaml``; None where the run or the file has none."""
+    import yaml
+
+    path = run / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return ((yaml.safe_load(path.read_text()) or {}).get(section) or {}).get(key)
+    except (yaml.YAMLError, AttributeError):
+        return None
+
+
+def _batch_size(run: Path) -> Optional[int]:
+    size = _run_setting(run, "data", "batch_size")
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _accelerator(run: Path) -> Optional[str]:
+    return _run_setting(run, "trainer", "accelerator")
+
+
 def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[Dict[str, float]]]:
-    """Per run, the validation points (``step``, ``cpu_hours`` where logged, and ``metrics``) of its CSV log."""
+    """Per run, the validation points of its CSV log (``csv/metrics.csv``, or ``metrics.csv`` as a device
+    run exports it): ``step``, ``cpu_hours`` where logged, ``examples`` (steps times the batch size of the
+    run's ``config.yaml``) where known, and ``metrics``."""
     import csv
 
     curves: Dict[str, List[Dict[str, float]]] = {}
-    for run in runs:
-        path = Path(run) / "csv" / "metrics.csv"
-        if not path.is_file():
+    for run in map(Path, runs):
+        path = next((p for p in (run / "csv" / "metrics.csv", run / "metrics.csv") if p.is_file()), None)
+        if path is None:
             continue
         rows: Dict[int, Dict[str, float]] = {}
         with path.open() as handle:
             for row in csv.DictReader(handle):
                 step = int(float(row["step"]))
-                for key in ("cpu_hours", *metrics):
+                for key in (*HOURS, *metrics):
                     if row.get(key):
                         rows.setdefault(step, {"step": step})[key] = float(row[key])
-        # CpuTime logs at the step after validation (Lightning's step counter has moved on by then).
+        # ComputeTime logs at the step after validation (Lightning's step counter has moved on by then).
         for step, row in rows.items():
-            if "cpu_hours" in row and metrics[-1] not in row and step - 1 in rows:
-                rows[step - 1].setdefault("cpu_hours", row["cpu_hours"])
-        curves[Path(run).name] = [r for _, r in sorted(rows.items()) if metrics[-1] in r]
+            for key in HOURS:
+                if key in row and metrics[-1] not in row and step - 1 in rows:
+                    rows[step - 1].setdefault(key, row[key])
+        points = [r for _, r in sorted(rows.items()) if metrics[-1] in r]
+        if any("gpu_hours" in p for p in rows.values()) or _accelerator(run) in ("gpu", "cuda"):
+            for point in points:  # an accelerator run's CPU time is not its compute
+                point.pop("cpu_hours", None)
+        batch = _batch_size(run)
+        if batch is not None:
+            for point in points:
+                point["examples"] = (point["step"] + 1) * batch
+        curves[run.name] = points
     return curves
 
 
 def curves_figure(curves: Dict[str, List[Dict[str, float]]], metrics: Sequence[str], path: Path,
                   what: str = "") -> None:
-    """One panel per metric, validation value against CPU-hours (or steps where a log has no CPU time)."""
+    """One panel per metric, validation value of every run on one x-axis: CPU-hours when every point of
+    every run has them, else training examples seen (steps times batch size) when every run has a batch
+    size, else steps. Runs on a GPU or cut off before logging CPU time thus never share an axis with
+    CPU-hours."""
     import matplotlib.pyplot as plt
 
+    every = [p for points in curves.values() for p in points]
+    x_key = next(k for k in ("cpu_hours", "examples", "step") if all(k in p for p in every))
+    label = {"cpu_hours": "CPU-hours", "examples": "training examples seen", "step": "step"}[x_key]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.7 * len(metrics), 3.8), squeeze=False)
-    for name, points in curves.items():
-        x_key = "cpu_hours" if all("cpu_hours" in p for p in points) else "step"
+    handles = {}
+    for index, (name, points) in enumerate(curves.items()):
         for axis, metric in zip(axes[0], metrics):
             xs = [p[x_key] for p in points if metric in p]
-            axis.plot(xs, [p[metric] for p in points if metric in p], marker="o", label=f"{name} ({x_key})")
+            if xs:  # one colour per run in every panel, one legend entry per run
+                handles[name], = axis.plot(xs, [p[metric] for p in points if metric in p], marker="o",
+                                           markersize=3, color=f"C{index % 10}")
             axis.set_title(metric + what)
-            axis.set_xlabel("CPU-hours" if x_key == "cpu_hours" else "step")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+            axis.set_xlabel(label)
+            if x_key == "examples":
+                axis.set_xscale("log")
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 6), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -273,7 +319,7 @@ def curves_section(curves: Dict[str, List[Dict[str, float]]], intro: str,
     by CPU-hours and step (step alone where the log has no CPU time) and measured as ``describe`` words it."""
 
     def where(point: Dict[str, float]) -> str:
-        hours = f"{point['cpu_hours']:.2f} h / " if "cpu_hours" in point else ""
+        hours = "".join(f"{point[k]:.2f} {k[:3].upper()}-h / " for k in HOURS if k in point)
         return f"{hours}step {point['step']:.0f}"
 
     lines = ["## Learning curves", "", intro, "", "![learning curves](learning_curves.png)", ""]
@@ -401,13 +447,15 @@ def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: L
     if results.get("learning_curves"):
         lines += curves_section(
             results["learning_curves"],
-            "Validation during training (held-out warzone2100 speech), against process CPU-hours of "
-            "each run (a warm-started run counts from zero). Each model is decoded as it stood in its "
+            "Validation during training (held-out warzone2100 speech) against process CPU-hours of each "
+            "run (a warm-started run counts from zero), or, when a run logged none (a GPU run, a run cut "
+            "off), every run against the training examples it has seen. Each model is decoded as it stood in its "
             "run: a spectral codec trained from scratch holds an untrained vocoder (swapped for the "
             "shipped one at export), so its curves track the mel codec through phase refinement alone; "
             "a run warm-started from the shipped codec decodes with the shipped vocoder.",
-            lambda p: f"PESQ {p.get('val/pesq', float('nan')):.2f} / STOI {p.get('val/stoi', float('nan')):.3f}"
-                      + (f" / mel {p['val/mel_distance']:.3f}" if "val/mel_distance" in p else ""))
+            lambda p: " / ".join(f"{name} {p[key]:{form}}" for name, key, form in (
+                ("PESQ", "val/pesq", ".2f"), ("STOI", "val/stoi", ".3f"), ("mel", "val/mel_distance", ".3f"))
+                if key in p))
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 

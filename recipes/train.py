@@ -86,28 +86,42 @@ class ExportBest(Callback):
         self.best = state_dict.get("best")
 
 
-class CpuTime(Callback):
-    """Logs ``cpu_hours``: the process CPU time spent training so far, summed over every run that
-    resumed this one (kept in the checkpoint), so learning curves can be drawn against compute."""
+class ComputeTime(Callback):
+    """Logs ``cpu_hours``, the process CPU time spent training so far, and, on an accelerator, also
+    ``gpu_hours``, wall-clock hours times the number of devices (there the CPU time is not the compute
+    that mattered). Both are summed over every run that resumed this one (kept in the checkpoint), so
+    learning curves can be drawn against compute."""
 
     def __init__(self) -> None:
-        self.previous_runs = 0.0
-        self.start = time.process_time()
+        self.previous_cpu = self.previous_gpu = 0.0
+        self.devices = 0  # accelerator devices of this run; 0 on the CPU
+        self.cpu_start, self.wall_start = time.process_time(), time.monotonic()
 
-    def hours(self) -> float:
-        return self.previous_runs + (time.process_time() - self.start) / 3600.0
+    def cpu_hours(self) -> float:
+        return self.previous_cpu + (time.process_time() - self.cpu_start) / 3600.0
+
+    def gpu_hours(self) -> float:
+        return self.previous_gpu + self.devices * (time.monotonic() - self.wall_start) / 3600.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.strategy.root_device.type != "cpu":
+            self.devices = trainer.world_size
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
+            hours = {"cpu_hours": self.cpu_hours()}
+            if self.devices or self.previous_gpu:
+                hours["gpu_hours"] = self.gpu_hours()
             for logger in trainer.loggers:
-                logger.log_metrics({"cpu_hours": self.hours()}, step=trainer.global_step)
+                logger.log_metrics(hours, step=trainer.global_step)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"cpu_hours": self.hours()}
+        return {"cpu_hours": self.cpu_hours(), "gpu_hours": self.gpu_hours()}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self.previous_runs = float(state_dict.get("cpu_hours", 0.0))
-        self.start = time.process_time()
+        self.previous_cpu = float(state_dict.get("cpu_hours", 0.0))
+        self.previous_gpu = float(state_dict.get("gpu_hours", 0.0))
+        self.cpu_start, self.wall_start = time.process_time(), time.monotonic()
 
 
 class _ResumingWriter(ExperimentWriter):
@@ -212,7 +226,7 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
         ExportBest(output / "best", module.monitor, module.monitor_mode, half=export_half),
         SaveLastOnEnd(checkpoints / "last.ckpt"),
         CheckReplicasInSync(output / "replicas.json"),
-        CpuTime(),
+        ComputeTime(),
         TQDMProgressBar(refresh_rate=t.pop("progress_refresh_rate")),
         *([RunTimer(duration=max_time, interval="step")] if max_time else []),
         LearningRateMonitor(logging_interval="step"),

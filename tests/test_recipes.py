@@ -346,10 +346,61 @@ def test_learning_curve_lines_place_each_point_by_cpu_time_and_step(tmp_path):
     from recipes.evaluate import curves_section, read_curves
     log = tmp_path / "run" / "csv" / "metrics.csv"
     log.parent.mkdir(parents=True)
-    # CpuTime logs one step after validation; the last validation has no CPU time (a killed run).
+    # ComputeTime logs one step after validation; the last validation has no CPU time (a killed run).
     log.write_text("step,cpu_hours,val/pesq,val/stoi\n499,,1.2,0.58\n500,0.25,,\n999,,1.3,0.6\n")
     curves = read_curves([tmp_path / "run"], ("val/pesq", "val/stoi"))
     assert curves == {"run": [{"step": 499, "cpu_hours": 0.25, "val/pesq": 1.2, "val/stoi": 0.58},
                               {"step": 999, "val/pesq": 1.3, "val/stoi": 0.6}]}
     lines = curves_section(curves, "intro", lambda p: f"PESQ {p['val/pesq']:.1f}")
-    assert "- run: 0.25 h / step 499: PESQ 1.2, step 999: PESQ 1.3" in lines
+    assert "- run: 0.25 CPU-h / step 499: PESQ 1.2, step 999: PESQ 1.3" in lines
+
+
+def test_learning_curves_of_a_device_run_count_examples_seen(tmp_path):
+    from recipes.evaluate import curves_figure, curves_section, read_curves
+    cpu, gpu = tmp_path / "cpu", tmp_path / "gpu"
+    (cpu / "csv").mkdir(parents=True)
+    gpu.mkdir()
+    (cpu / "csv" / "metrics.csv").write_text("step,cpu_hours,val/mel_distance\n999,,0.8\n1000,0.5,\n")
+    (cpu / "config.yaml").write_text("data: {batch_size: 16}\n")
+    # A device run exports its log flat beside its weights; its batch size comes from its config.yaml,
+    # and its CPU time (the device's process, not its compute) is left out.
+    (gpu / "metrics.csv").write_text("step,cpu_hours,gpu_hours,val/mel_distance\n999,,,0.6\n1000,0.01,0.05,\n"
+                                     "1999,,,0.5\n")
+    (gpu / "config.yaml").write_text("data:\n  batch_size: 64\n")
+    curves = read_curves([cpu, gpu], ("val/mel_distance",))
+    assert [p["examples"] for p in curves["gpu"]] == [64_000, 128_000]
+    assert curves["gpu"][0]["gpu_hours"] == 0.05 and not any("cpu_hours" in p for p in curves["gpu"])
+    assert "- gpu: 0.05 GPU-h / step 999: 0.600, step 1999: 0.500" in curves_section(
+        curves, "", lambda p: f"{p['val/mel_distance']:.3f}")
+    assert curves["cpu"] == [{"step": 999, "cpu_hours": 0.5, "val/mel_distance": 0.8, "examples": 16_000}]
+    curves_figure(curves, ("val/mel_distance",), tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    (gpu / "config.yaml").write_text("not: [valid")
+    assert "examples" not in read_curves([gpu], ("val/mel_distance",))["gpu"][0]
+
+
+def test_compute_time_logs_gpu_hours_on_an_accelerator_and_keeps_them_across_resumes():
+    from types import SimpleNamespace
+    from recipes.train import ComputeTime
+
+    logged = []
+    logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append(metrics))
+
+    def trainer(device: str) -> SimpleNamespace:
+        return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), world_size=2,
+                               sanity_checking=False, loggers=[logger], global_step=10)
+
+    on_gpu = ComputeTime()
+    on_gpu.on_fit_start(trainer("cuda"), None)
+    on_gpu.wall_start -= 1800  # half an hour on two devices
+    on_gpu.on_validation_end(trainer("cuda"), None)
+    assert set(logged[-1]) == {"cpu_hours", "gpu_hours"} and logged[-1]["gpu_hours"] >= 1.0
+    resumed_on_cpu = ComputeTime()
+    resumed_on_cpu.load_state_dict(on_gpu.state_dict())
+    resumed_on_cpu.on_fit_start(trainer("cpu"), None)
+    resumed_on_cpu.on_validation_end(trainer("cpu"), None)
+    assert logged[-1]["gpu_hours"] == pytest.approx(logged[-2]["gpu_hours"], abs=1e-3)
+    on_cpu = ComputeTime()
+    on_cpu.on_fit_start(trainer("cpu"), None)
+    on_cpu.on_validation_end(trainer("cpu"), None)
+    assert set(logged[-1]) == {"cpu_hours"}
