@@ -286,22 +286,22 @@ def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[
 
 def curves_figure(curves: Dict[str, List[Dict[str, float]]], metrics: Sequence[str], path: Path,
                   what: str = "") -> None:
-    """One panel per metric, validation value of every run on one x-axis: CPU-hours when every point of
-    every run has them, else training examples seen (steps times batch size) when every run has a batch
-    size, else steps. Runs on a GPU or cut off before logging CPU time thus never share an axis with
-    CPU-hours."""
+    """One panel per metric, validation value of every run on one x-axis: CPU-hours when every run
+    logged them (a point that came after the last log, as when a run is stopped, is left out), else
+    training examples seen (steps times batch size) when every run has a batch size, else steps. A run
+    on a GPU thus never shares an axis with CPU-hours."""
     import matplotlib.pyplot as plt
 
-    every = [p for points in curves.values() for p in points]
-    x_key = next(k for k in ("cpu_hours", "examples", "step") if all(k in p for p in every))
+    x_key = next(k for k in ("cpu_hours", "examples", "step")
+                 if all(any(k in p for p in points) for points in curves.values()))
     label = {"cpu_hours": "CPU-hours", "examples": "training examples seen", "step": "step"}[x_key]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.7 * len(metrics), 3.8), squeeze=False)
     handles = {}
     for index, (name, points) in enumerate(curves.items()):
         for axis, metric in zip(axes[0], metrics):
-            xs = [p[x_key] for p in points if metric in p]
-            if xs:  # one colour per run in every panel, one legend entry per run
-                handles[name], = axis.plot(xs, [p[metric] for p in points if metric in p], marker="o",
+            shown = [p for p in points if metric in p and x_key in p]
+            if shown:  # one colour per run in every panel, one legend entry per run
+                handles[name], = axis.plot([p[x_key] for p in shown], [p[metric] for p in shown], marker="o",
                                            markersize=3, color=f"C{index % 10}")
             axis.set_title(metric + what)
             axis.set_xlabel(label)

@@ -97,6 +97,10 @@ class ComputeTime(Callback):
         self.devices = 0  # accelerator devices of this run; 0 on the CPU
         self.cpu_start, self.wall_start = time.process_time(), time.monotonic()
 
+    @property
+    def state_key(self) -> str:
+        return "CpuTime"  # its name before it also counted GPU time: older checkpoints keep their hours
+
     def cpu_hours(self) -> float:
         return self.previous_cpu + (time.process_time() - self.cpu_start) / 3600.0
 

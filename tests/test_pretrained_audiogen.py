@@ -41,7 +41,8 @@ def test_shipped_audiogen_sounds_like_its_caption(gen):
         references.append(gen.codec.decode(gen.codec.encode(wav, rate))[0, 0])  # as the report: codec renderings
     references = embedder.embed(references, gen.sample_rate)
     # Speech against a fire (the river reference is there as a third, noise-like distractor). Measured at
-    # shipping: 8 of 8 clips nearest to their own kind with seeds 0-3 (version 1: 7 of 8); chance is 8 / 3.
+    # shipping: 8 of 8 clips nearest to their own kind with seeds 0-3 (versions 2 and 3; version 1: 7 of 8);
+    # chance is 8 / 3.
     clips = [gen.generate([caption] * 4, duration=3.0, cfg_coef=3.0, seed=0)[:, 0]
              for caption in ("a person speaking English", "a fire crackling")]
     queries = embedder.embed(list(torch.cat(clips)), gen.sample_rate)

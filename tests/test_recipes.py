@@ -396,6 +396,7 @@ def test_compute_time_logs_gpu_hours_on_an_accelerator_and_keeps_them_across_res
     on_gpu.on_validation_end(trainer("cuda"), None)
     assert set(logged[-1]) == {"cpu_hours", "gpu_hours"} and logged[-1]["gpu_hours"] >= 1.0
     resumed_on_cpu = ComputeTime()
+    assert resumed_on_cpu.state_key == "CpuTime"  # the key checkpoints written before GPU time was counted use
     resumed_on_cpu.load_state_dict(on_gpu.state_dict())
     resumed_on_cpu.on_fit_start(trainer("cpu"), None)
     resumed_on_cpu.on_validation_end(trainer("cpu"), None)
