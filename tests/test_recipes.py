@@ -311,19 +311,30 @@ def test_ctrl_c_saves_the_run_state(tiny_corpus, tmp_path):
     # No periodic checkpoint at all: only the interrupt can write last.ckpt.
     output = tmp_path / "run"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "recipes.train", "codec", "--smoke", "--output", str(output),
-                             "--set", f"data.manifest={tiny_corpus}", "trainer.max_steps=100000",
-                             "trainer.checkpoint_every_n_steps=100000"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # -X faulthandler: should the run ever hang after the interrupt, SIGABRT prints where every thread is.
+    stderr = (tmp_path / "stderr.txt").open("w")  # a file, not a pipe: a full pipe would block the run
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "recipes.train", "codec", "--smoke",
+                             "--output", str(output), "--set", f"data.manifest={tiny_corpus}",
+                             "trainer.max_steps=100000", "trainer.checkpoint_every_n_steps=100000"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 240
         while not (output / "best" / "metrics.json").is_file():  # the first validation has run
             assert proc.poll() is None and time.monotonic() < deadline, "training ended or never validated"
             time.sleep(0.2)
+        time.sleep(1.0)  # back in the training loop, where a user's Ctrl-C lands
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            pytest.fail("the run did not stop within 120 s of Ctrl-C; its threads:\n"
+                        + (tmp_path / "stderr.txt").read_text()[-6000:])
     finally:
         proc.kill()
+        proc.wait()
+        stderr.close()
     assert last_step(output) >= 2
 
 
