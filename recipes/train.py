@@ -20,6 +20,7 @@ import argparse
 import csv
 import importlib
 import json
+import signal
 import sys
 import time
 import warnings
@@ -321,6 +322,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     (output / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     trainer = build_trainer(config, output, module, resumed_step)
     ckpt = str(last) if resumed_step is not None else None
+    # Ctrl-C / `kill -INT` is the documented way to stop a run and keep its state, whatever the parent
+    # left behind: a script's background job (`nohup ... &`) inherits SIGINT ignored, and a parent
+    # process can hand down SIGINT blocked (the test suite did, so the interrupt stayed pending).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     return 0
 
