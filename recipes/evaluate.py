@@ -48,6 +48,7 @@ from vocoder.phase import pghi_phase
 from vocoder.metrics import (MetricAverager, mel_distance, optional_metric, pesq_wideband, si_sdr, stft_distance,
                              stoi)
 
+from .config import RecipeConfigError, load_yaml
 from .data import ManifestEntry, read_manifest, selected
 
 SAMPLE_RATE = 16_000
@@ -227,26 +228,13 @@ SPEECH_METRICS = ("val/pesq", "val/stoi", "val/mel_distance")
 HOURS = ("cpu_hours", "gpu_hours")
 
 
-def _run_setting(run: Path, section: str, key: str) -> Any:
-    """``section.key`` of the run's saved ``config.yaml``; None where the run or the file has none."""
-    import yaml
-
-    path = run / "config.yaml"
-    if not path.is_file():
-        return None
+def _run_config(run: Path) -> Dict[str, Dict[str, Any]]:
+    """The sections of the run's saved ``config.yaml``; empty where it has none or it is unreadable."""
     try:
-        return ((yaml.safe_load(path.read_text()) or {}).get(section) or {}).get(key)
-    except (yaml.YAMLError, AttributeError):
-        return None
-
-
-def _batch_size(run: Path) -> Optional[int]:
-    size = _run_setting(run, "data", "batch_size")
-    return size if isinstance(size, int) and size > 0 else None
-
-
-def _accelerator(run: Path) -> Optional[str]:
-    return _run_setting(run, "trainer", "accelerator")
+        config = load_yaml(run / "config.yaml")
+    except RecipeConfigError:
+        return {}
+    return {name: section for name, section in config.items() if isinstance(section, dict)}
 
 
 def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[Dict[str, float]]]:
@@ -273,11 +261,13 @@ def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[
                 if key in row and metrics[-1] not in row and step - 1 in rows:
                     rows[step - 1].setdefault(key, row[key])
         points = [r for _, r in sorted(rows.items()) if metrics[-1] in r]
-        if any("gpu_hours" in p for p in rows.values()) or _accelerator(run) in ("gpu", "cuda"):
+        config = _run_config(run)
+        accelerator = config.get("trainer", {}).get("accelerator")
+        if any("gpu_hours" in p for p in rows.values()) or accelerator in ("gpu", "cuda"):
             for point in points:  # an accelerator run's CPU time is not its compute
                 point.pop("cpu_hours", None)
-        batch = _batch_size(run)
-        if batch is not None:
+        batch = config.get("data", {}).get("batch_size")
+        if isinstance(batch, int) and batch > 0:
             for point in points:
                 point["examples"] = (point["step"] + 1) * batch
         curves[run.name] = points
