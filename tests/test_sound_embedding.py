@@ -57,17 +57,20 @@ def test_continuation_evaluation_scores_with_and_without_the_caption(tmp_path):
                                 for c in clips])
 
     entries = []
-    for i, caption in enumerate(["a person speaking English"] * 3 + ["a door slamming"] * 2 + ["a crash cymbal"]):
-        tone = 0.2 * np.sin(2 * np.pi * 200 * (i + 1) * np.arange(4 * 16_000) / 16_000)
+    clips = [("a person speaking English", 4.0)] * 3 + [("a door slamming", 4.0)] * 2 + [
+        ("a crash cymbal", 4.0), ("a ride cymbal", 2.6), ("a closed hi-hat", 2.4)]
+    for i, (caption, seconds) in enumerate(clips):
+        tone = 0.2 * np.sin(2 * np.pi * 200 * (i + 1) * np.arange(int(seconds * 16_000)) / 16_000)
         sf.write(tmp_path / f"c{i}.wav", tone.astype(np.float32), 16_000)
-        entries.append(ManifestEntry(f"c{i}.wav", 4.0, 16_000, "synthetic", caption, "valid", f"rec{i}"))
+        entries.append(ManifestEntry(f"c{i}.wav", seconds, 16_000, "synthetic", caption, "valid", f"rec{i}"))
     manifest = tmp_path / "manifest.jsonl"
     write_manifest(manifest, entries)
     torch.manual_seed(0)
     gen = AudioGen(AudioLanguageModel(TINY_LM), Codec(TINY_CODEC))
     results = evaluate_continuation(gen, MeanSpectrum(), manifest, read_manifest(manifest), per_kind=3)
-    assert set(results) == {"speech", "effects"}  # a single drum clip cannot be ranked against others
-    assert results["speech"]["clips"] == 3 and results["effects"]["clips"] == 2
+    assert set(results) == {"speech", "effects", "drums"}
+    # drum hits are short: a drum clip needs 0.5 s after its 2 s prompt (the 2.4 s one is left out)
+    assert results["speech"]["clips"] == 3 and results["effects"]["clips"] == 2 and results["drums"]["clips"] == 2
     for scores in results.values():
         assert scores["chance"] == 1 / scores["clips"]
         assert {"continuation", "continuation_with_caption", "prompt_alone"} <= set(scores)
