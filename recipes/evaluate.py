@@ -255,11 +255,14 @@ def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[
                 for key in (*HOURS, *metrics):
                     if row.get(key):
                         rows.setdefault(step, {"step": step})[key] = float(row[key])
-        # ComputeTime logs at the step after validation (Lightning's step counter has moved on by then).
+        # ComputeTime logs at the trainer's step, which can differ by one from the step Lightning logs the
+        # validation at (usually one after it; one before it in a run resumed mid-epoch).
         for step, row in rows.items():
             for key in HOURS:
-                if key in row and metrics[-1] not in row and step - 1 in rows:
-                    rows[step - 1].setdefault(key, row[key])
+                if key in row and metrics[-1] not in row:
+                    near = next((rows[s] for s in (step - 1, step + 1) if metrics[-1] in rows.get(s, {})), None)
+                    if near is not None:
+                        near.setdefault(key, row[key])
         points = [r for _, r in sorted(rows.items()) if metrics[-1] in r]
         config = _run_config(run)
         accelerator = config.get("trainer", {}).get("accelerator")
