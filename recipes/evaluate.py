@@ -258,11 +258,12 @@ def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[
         # ComputeTime logs at the trainer's step, which can differ by one from the step Lightning logs the
         # validation at (usually one after it; one before it in a run resumed mid-epoch).
         for step, row in rows.items():
+            if metrics[-1] in row:
+                continue
+            near = next((rows[s] for s in (step - 1, step + 1) if metrics[-1] in rows.get(s, {})), None)
             for key in HOURS:
-                if key in row and metrics[-1] not in row:
-                    near = next((rows[s] for s in (step - 1, step + 1) if metrics[-1] in rows.get(s, {})), None)
-                    if near is not None:
-                        near.setdefault(key, row[key])
+                if near is not None and key in row:
+                    near.setdefault(key, row[key])
         points = [r for _, r in sorted(rows.items()) if metrics[-1] in r]
         config = _run_config(run)
         accelerator = config.get("trainer", {}).get("accelerator")
