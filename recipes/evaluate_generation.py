@@ -16,7 +16,8 @@ Every clip is embedded with aiSFX (:mod:`recipes.sound_embedding`). Writes ``OUT
   of its own centroid (the ceiling the embedding allows);
 * **Fréchet distance** between generated and real held-out clips in the same space, per γ;
 * **continuation**: held-out clips of speech, effects and drums, prompted with their first 2 s and
-  continued to their own length, at most 6 s, once without text and once with the clip's caption
+  continued to their own length, at most 6 s, ``--continuation-samples`` times without text and as many
+  times with the clip's caption
   (which names its kind, not the clip); a continuation scores when it is nearer to
   the (codec-rendered) rest of its own clip than to the rest of every other clip of its kind. Beside chance and beside
   the prompt alone scored the same way (how much the first 2 s already identify a clip);
@@ -141,7 +142,9 @@ def evaluate_retrieval(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, e
 
 
 def evaluate_continuation(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, entries: List[ManifestEntry],
-                          per_kind: int) -> dict:
+                          per_kind: int, samples: int = 1) -> dict:
+    """Continuation rates per kind: ``per_kind`` held-out clips at most (one per recording), each continued
+    ``samples`` times (one batch) per condition; a rate is the mean over all the continuations."""
     results = {}
     for kind, min_seconds in CONTINUATION_MIN_SECONDS.items():
         pool = _ordered([e for e in entries if e.split in HELD_OUT and kind_of(e.caption) == kind
@@ -161,19 +164,21 @@ def evaluate_continuation(gen: AudioGen, embedder: SoundEmbedder, manifest: Path
             total = min(entry.duration, CONTINUATION_MAX_SECONDS)
             clip = read_clip(manifest, entry, gen.sample_rate, seconds=total)
             cut = int(PROMPT_SECONDS * gen.sample_rate)
-            for name, text in (("continuation", None), ("continuation_with_caption", [entry.caption])):
-                out = gen.generate_continuation(clip[:cut], gen.sample_rate, descriptions=text,
+            prompt = clip[:cut].repeat(samples, 1, 1)
+            for name, text in (("continuation", None), ("continuation_with_caption", [entry.caption] * samples)):
+                out = gen.generate_continuation(prompt, gen.sample_rate, descriptions=text,
                                                 duration=clip.shape[-1] / gen.sample_rate, seed=i)
-                continuations[name].append(out[0, 0, cut:])
+                continuations[name] += list(out[:, 0, cut:])
             rendered = resynthesize(gen, clip)
             prompts.append(rendered[:cut])
             rests.append(rendered[cut:])
         own = list(range(len(chosen)))
         rest_embeddings = embedder.embed(rests, gen.sample_rate)
-        results[kind] = {"clips": len(chosen), "chance": 1 / len(chosen),
+        results[kind] = {"clips": len(chosen), "samples_per_clip": samples, "chance": 1 / len(chosen),
                          "prompt_alone": retrieval_rate(embedder.embed(prompts, gen.sample_rate), own, rest_embeddings, own)}
+        sampled = [i for i in own for _ in range(samples)]
         for name, clips in continuations.items():
-            results[kind][name] = retrieval_rate(embedder.embed(clips, gen.sample_rate), own, rest_embeddings, own)
+            results[kind][name] = retrieval_rate(embedder.embed(clips, gen.sample_rate), sampled, rest_embeddings, own)
     return results
 
 
@@ -242,9 +247,12 @@ def write_report(out: Path, results: dict, model: str) -> None:
     lines += ["Per caption at γ = 3: " + ", ".join(f"{c} {v:.2f}" for c, v in r[f"per_caption_cfg{GUIDANCE[-1]:g}"].items()),
               "", "![first clip per caption, γ = 3](spectrograms.png)", "", "Listen (γ = 3):", ""]
     lines += [f"- [{e['caption']}]({e['file']})" for e in r["examples"]]
+    samples = max([v.get("samples_per_clip", 1) for v in results["continuation"].values()], default=1)
     lines += ["", "## Continuation (2 s prompt)", "",
               "One clip per held-out recording, of at least "
-              + ", ".join(f"{seconds:g} s for {kind}" for kind, seconds in CONTINUATION_MIN_SECONDS.items()) + ". "
+              + ", ".join(f"{seconds:g} s for {kind}" for kind, seconds in CONTINUATION_MIN_SECONDS.items()) + f", "
+              f"continued {samples} times per condition (a rate is the mean over all continuations; its interval "
+              "still counts one trial per clip, since continuations of one prompt are not independent). "
               "Scored against the codec's rendering of the rest of each clip; \"prompt alone\" scores the rendered "
               "prompt the same way (how much the first 2 s already identify the clip). \"With its caption\" also "
               "gives the LM the clip's caption, which names its kind (many clips share one), not the clip.", "",
@@ -277,10 +285,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--clips-per-caption", type=int, default=4)
     parser.add_argument("--max-real", type=int, default=8, help="held-out clips per caption at most")
     parser.add_argument("--continuations", type=int, default=20, help="clips per continuation kind (at most; one per recording)")
+    parser.add_argument("--continuation-samples", type=int, default=4,
+                        help="continuations per clip and condition (their mean is the clip's score)")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="LM training run folders for learning curves")
     args = parser.parse_args(argv)
-    if args.clips_per_caption < 1 or args.max_real < 2 or args.continuations < 2:
-        parser.error("--clips-per-caption must be >= 1, --max-real and --continuations >= 2")
+    if args.clips_per_caption < 1 or args.continuation_samples < 1 or args.max_real < 2 or args.continuations < 2:
+        parser.error("--clips-per-caption and --continuation-samples must be >= 1, --max-real and --continuations >= 2")
     try:
         gen = AudioGen.from_pretrained(args.model)
         embedder = SoundEmbedder()
@@ -294,7 +304,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         results = {"speed": measure_speed(gen)}
         results["retrieval"] = evaluate_retrieval(gen, embedder, args.manifest, entries, captions,
                                                   args.clips_per_caption, args.max_real, args.out)
-        results["continuation"] = evaluate_continuation(gen, embedder, args.manifest, entries, args.continuations)
+        results["continuation"] = evaluate_continuation(gen, embedder, args.manifest, entries, args.continuations,
+                                                        args.continuation_samples)
     if args.runs:
         results["learning_curves"] = read_curves(args.runs, LM_METRICS)
         curves_figure(results["learning_curves"], LM_METRICS, args.out / "learning_curves.png", " (held-out tokens)")

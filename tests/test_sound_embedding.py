@@ -52,7 +52,10 @@ def test_continuation_evaluation_scores_with_and_without_the_caption(tmp_path):
     class MeanSpectrum:
         """A stand-in embedder: the clip's average magnitude spectrum in 16 bands."""
 
+        sizes = []
+
         def embed(self, clips, sample_rate):
+            self.sizes.append(len(clips))
             return torch.stack([torch.fft.rfft(c[:4000].float(), n=4000).abs()[:1984].view(16, -1).mean(-1)
                                 for c in clips])
 
@@ -67,14 +70,18 @@ def test_continuation_evaluation_scores_with_and_without_the_caption(tmp_path):
     write_manifest(manifest, entries)
     torch.manual_seed(0)
     gen = AudioGen(AudioLanguageModel(TINY_LM), Codec(TINY_CODEC))
-    results = evaluate_continuation(gen, MeanSpectrum(), manifest, read_manifest(manifest), per_kind=3)
+    embedder = MeanSpectrum()
+    results = evaluate_continuation(gen, embedder, manifest, read_manifest(manifest), per_kind=3, samples=2)
     assert set(results) == {"speech", "effects", "drums"}
     # drum hits are short: a drum clip needs 0.5 s after its 2 s prompt (the 2.4 s one is left out)
     assert results["speech"]["clips"] == 3 and results["effects"]["clips"] == 2 and results["drums"]["clips"] == 2
     for scores in results.values():
-        assert scores["chance"] == 1 / scores["clips"]
+        assert scores["chance"] == 1 / scores["clips"] and scores["samples_per_clip"] == 2
         assert {"continuation", "continuation_with_caption", "prompt_alone"} <= set(scores)
         assert all(0.0 <= scores[k] <= 1.0 for k in ("continuation", "continuation_with_caption", "prompt_alone"))
+    # per kind: the rests, the prompts, then both conditions' continuations, two per clip
+    assert embedder.sizes == [n for k in ("speech", "effects", "drums") for n in [results[k]["clips"]] * 2
+                              + [2 * results[k]["clips"]] * 2]
 
 
 def test_wilson_interval_widens_as_the_clips_get_few():
