@@ -226,6 +226,7 @@ SPEECH_METRICS = ("val/pesq", "val/stoi", "val/mel_distance")
 
 
 HOURS = ("cpu_hours", "gpu_hours")
+MAX_STEP_OFFSET = 8  # steps between a compute-time row and the validation it belongs to (resumes add one each)
 
 
 def _run_config(run: Path) -> Dict[str, Dict[str, Any]]:
@@ -255,12 +256,13 @@ def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[
                 for key in (*HOURS, *metrics):
                     if row.get(key):
                         rows.setdefault(step, {"step": step})[key] = float(row[key])
-        # ComputeTime logs at the trainer's step, which can differ by one from the step Lightning logs the
-        # validation at (usually one after it; one before it in a run resumed mid-epoch).
+        # ComputeTime logs at the trainer's step, which can differ from the step Lightning logs the validation
+        # at: usually one before it, and one step further after each resume in mid-epoch. Pair the nearest.
         for step, row in rows.items():
             if metrics[-1] in row:
                 continue
-            near = next((rows[s] for s in (step - 1, step + 1) if metrics[-1] in rows.get(s, {})), None)
+            near = next((rows[s] for d in range(1, MAX_STEP_OFFSET + 1) for s in (step - d, step + d)
+                         if metrics[-1] in rows.get(s, {})), None)
             for key in HOURS:
                 if near is not None and key in row:
                     near.setdefault(key, row[key])

@@ -357,16 +357,18 @@ def test_learning_curve_lines_place_each_point_by_cpu_time_and_step(tmp_path):
     from recipes.evaluate import curves_section, read_curves
     log = tmp_path / "run" / "csv" / "metrics.csv"
     log.parent.mkdir(parents=True)
-    # ComputeTime logs one step after validation, or one before it in a run resumed mid-epoch; the last
-    # validation has no CPU time (a killed run).
+    # ComputeTime logs one step after validation, one before it in a run resumed mid-epoch, two before it
+    # after a second such resume; the last validation has no CPU time (a killed run); a checkpoint's own
+    # CPU-time row (step 1100) belongs to no validation.
     log.write_text("step,cpu_hours,val/pesq,val/stoi\n499,,1.2,0.58\n500,0.25,,\n749,0.4,,\n750,,1.25,0.59\n"
-                   "999,,1.3,0.6\n")
+                   "998,0.5,,\n1000,,1.28,0.6\n1100,0.55,,\n1249,,1.3,0.6\n")
     curves = read_curves([tmp_path / "run"], ("val/pesq", "val/stoi"))
     assert curves == {"run": [{"step": 499, "cpu_hours": 0.25, "val/pesq": 1.2, "val/stoi": 0.58},
                               {"step": 750, "cpu_hours": 0.4, "val/pesq": 1.25, "val/stoi": 0.59},
-                              {"step": 999, "val/pesq": 1.3, "val/stoi": 0.6}]}
+                              {"step": 1000, "cpu_hours": 0.5, "val/pesq": 1.28, "val/stoi": 0.6},
+                              {"step": 1249, "val/pesq": 1.3, "val/stoi": 0.6}]}
     lines = curves_section(curves, "intro", lambda p: f"PESQ {p['val/pesq']:.2f}")
-    assert "- run: 0.25 CPU-h / step 499: PESQ 1.20, 0.40 CPU-h / step 750: PESQ 1.25, step 999: PESQ 1.30" in lines
+    assert "- run: 0.25 CPU-h / step 499: PESQ 1.20, 0.40 CPU-h / step 750: PESQ 1.25, 0.50 CPU-h / step 1000: PESQ 1.28, step 1249: PESQ 1.30" in lines
 
 
 def test_learning_curves_of_a_device_run_count_examples_seen(tmp_path):
