@@ -303,8 +303,11 @@ def curves_figure(curves: Dict[str, List[Dict[str, float]]], metrics: Sequence[s
             axis.set_xlabel(label)
             if x_key == "examples":
                 axis.set_xscale("log")
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 6), fontsize=8)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    # as many legend columns as fit the figure's width (about 1.5 inches each), rows below the panels
+    columns = max(1, min(len(handles), int(fig.get_figwidth() // 1.5)))
+    rows = -(-len(handles) // columns)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=columns, fontsize=8)
+    fig.tight_layout(rect=(0, 0.03 + 0.055 * rows, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
