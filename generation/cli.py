@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
     parser.add_argument("--top-k", type=int, default=DEFAULT_SAMPLING.top_k, help="sample from the k most likely tokens (0 = off)")
     parser.add_argument("--top-p", type=float, default=DEFAULT_SAMPLING.top_p, help="nucleus sampling mass (0 = off)")
-    parser.add_argument("--temperature", type=float, default=DEFAULT_SAMPLING.temperature, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_SAMPLING.temperature, help=f"sampling temperature (default {DEFAULT_SAMPLING.temperature:g}; 0 = greedy)")
     parser.add_argument("--prompt", type=Path, default=None, help="audio file to continue (its length counts in --duration)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", type=Path, default=None, help="model directory with lm/ and codec/ or codec.json (default: shipped)")
