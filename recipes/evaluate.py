@@ -256,8 +256,8 @@ def read_curves(runs: Sequence[Path], metrics: Sequence[str]) -> Dict[str, List[
                 for key in (*HOURS, *metrics):
                     if row.get(key):
                         rows.setdefault(step, {"step": step})[key] = float(row[key])
-        # ComputeTime logs at the trainer's step, which can differ from the step Lightning logs the validation
-        # at: usually one before it, and one step further after each resume in mid-epoch. Pair the nearest.
+        # ComputeTime logs at the trainer's step. Lightning logs the validation one step before it, or after
+        # it in a run resumed mid-epoch, one step further after each such resume: pair the nearest.
         for step, row in rows.items():
             if metrics[-1] in row:
                 continue

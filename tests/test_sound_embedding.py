@@ -52,7 +52,8 @@ def test_continuation_evaluation_scores_with_and_without_the_caption(tmp_path):
     class MeanSpectrum:
         """A stand-in embedder: the clip's average magnitude spectrum in 16 bands."""
 
-        sizes = []
+        def __init__(self):
+            self.sizes = []
 
         def embed(self, clips, sample_rate):
             self.sizes.append(len(clips))
