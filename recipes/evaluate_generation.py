@@ -55,6 +55,7 @@ PROMPT_SECONDS, CONTINUATION_MAX_SECONDS = 2.0, 6.0
 # the shortest clip continued, per kind: held-out drums are mostly single hits, and 2.5 s (the prompt and
 # at least 0.5 s of its tail) keeps 8 drum recordings where 3 s kept 4
 CONTINUATION_MIN_SECONDS = {"speech": 4.0, "effects": 4.0, "drums": 2.5}
+CONTINUATION_SAMPLES = 4  # continuations per clip and condition: 8 drum clips are too few for one draw each
 LM_METRICS = ("val/cross_entropy",)
 
 
@@ -142,7 +143,7 @@ def evaluate_retrieval(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, e
 
 
 def evaluate_continuation(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, entries: List[ManifestEntry],
-                          per_kind: int, samples: int = 1) -> dict:
+                          per_kind: int, samples: int = CONTINUATION_SAMPLES) -> dict:
     """Continuation rates per kind: ``per_kind`` held-out clips at most (one per recording), each continued
     ``samples`` times (one batch) per condition; a rate is the mean over all the continuations."""
     results = {}
@@ -285,7 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--clips-per-caption", type=int, default=4)
     parser.add_argument("--max-real", type=int, default=8, help="held-out clips per caption at most")
     parser.add_argument("--continuations", type=int, default=20, help="clips per continuation kind (at most; one per recording)")
-    parser.add_argument("--continuation-samples", type=int, default=4,
+    parser.add_argument("--continuation-samples", type=int, default=CONTINUATION_SAMPLES,
                         help="continuations per clip and condition (their mean is the clip's score)")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="LM training run folders for learning curves")
     args = parser.parse_args(argv)
