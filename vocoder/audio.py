@@ -57,20 +57,31 @@ def _channels_first(wav: torch.Tensor) -> torch.Tensor:
     return wav if rows <= cols else wav.T
 
 
+def _pcm_to_float(wav: np.ndarray) -> np.ndarray:
+    """Integer PCM as float32 in [-1, 1]; unsigned PCM (8-bit WAV) is centred on its midpoint."""
+    info = np.iinfo(wav.dtype)
+    if wav.dtype.kind == "u":  # silence is the midpoint (128 for 8 bits), not zero
+        middle = float(info.max // 2 + 1)
+        return ((wav.astype(np.float64) - middle) / middle).astype(np.float32)
+    return wav.astype(np.float32) / float(info.max)
+
+
 def as_batch(wav: ArrayLike) -> torch.Tensor:
     """Turn audio into a float32 tensor ``[B, C, T]``, validated. Accepted: ``[T]``; ``[C, T]`` or
     ``[T, C]`` (the shorter axis is taken as channels, as ``soundfile.read`` returns ``[T, C]``);
-    ``[B, C, T]`` (explicit, taken as is). Integer PCM is scaled to [-1, 1]."""
+    ``[B, C, T]`` (explicit, taken as is). Integer PCM (arrays or tensors) is scaled to [-1, 1]."""
     if isinstance(wav, np.ndarray):
         if wav.dtype.kind not in "fiu":
             raise AudioError(f"audio must be numeric, got dtype {wav.dtype}")
-        if wav.dtype.kind in "iu":  # integer PCM: scale to [-1, 1]
-            wav = wav.astype(np.float32) / float(np.iinfo(wav.dtype).max)
+        if wav.dtype.kind in "iu":
+            wav = _pcm_to_float(wav)
         wav = torch.from_numpy(np.ascontiguousarray(wav))
     if not isinstance(wav, torch.Tensor):
         raise AudioError(f"audio must be a torch.Tensor or numpy array, got {type(wav).__name__}")
     if wav.is_complex() or wav.dtype == torch.bool:
         raise AudioError(f"audio must be real-valued, got dtype {wav.dtype}")
+    if not wav.is_floating_point():  # integer PCM in a tensor: scaled as in an array
+        wav = torch.from_numpy(_pcm_to_float(wav.cpu().numpy())).to(wav.device)
     if wav.dim() == 1:
         wav = wav[None, None]
     elif wav.dim() == 2:
