@@ -42,7 +42,8 @@ class QuantizerConfig:
     kmeans_init: bool = True
     kmeans_iters: int = 10
     ema_decay: float = 0.99
-    dead_code_threshold: float = 2.0
+    # Re-seed only entries almost never used: 2 re-seeds much of each codebook every step (codec model card).
+    dead_code_threshold: float = 0.1
     commitment_weight: float = 0.25
     quantize_dropout: bool = True
 

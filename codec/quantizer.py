@@ -47,7 +47,7 @@ class GroupResidualQuantizer(nn.Module):
             decay=config.ema_decay,  # EnCodec/SoundStream: EMA 0.99 (library default 0.8)
             ema_update=True,  # codebooks follow EMA of assigned vectors, not gradients
             learnable_codebook=False,
-            threshold_ema_dead_code=config.dead_code_threshold,  # re-seed entries used < 2 times (EMA)
+            threshold_ema_dead_code=config.dead_code_threshold,  # re-seed entries used fewer times (EMA)
             rotation_trick=False,  # plain straight-through estimator, as in the codec papers
             straight_through=False,  # (the library's Gumbel straight-through sampling: off)
             stochastic_sample_codes=False,  # nearest neighbour, never sampled codes

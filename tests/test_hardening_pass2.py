@@ -4,7 +4,11 @@ dead-code threshold, continuation prompts, output loudness and decode errors."""
 import numpy as np
 import torch
 
+from codec import CodecConfig
+from codec.config import QuantizerConfig
+from recipes.config import CONFIG_DIR, load_recipe_config
 from vocoder.audio import as_batch
+from vocoder.checkpoint import config_from_dict
 
 
 # ------------------------------------------------------------------------------------ PCM input
@@ -27,3 +31,14 @@ def test_integer_pcm_tensors_are_scaled_like_arrays():
     assert torch.equal(as_batch(torch.from_numpy(pcm)), as_batch(pcm))
     pcm16 = np.array([-32767, 0, 16384], dtype=np.int16)
     assert torch.equal(as_batch(torch.from_numpy(pcm16)), as_batch(pcm16))
+
+
+# ----------------------------------------------------------------------------- recipe defaults
+
+
+def test_every_codec_recipe_reseeds_only_entries_almost_never_used():
+    # 8 x 1 s batches give a codebook 400 vectors for 1,024 entries: a threshold of 2 re-seeds ~40 % a step.
+    assert QuantizerConfig().dead_code_threshold == 0.1
+    for recipe in (None, CONFIG_DIR / "codec_spectral.yaml"):
+        model = load_recipe_config("codec", recipe)["model"]
+        assert config_from_dict(CodecConfig, model).quantizer.dead_code_threshold == 0.1
