@@ -13,7 +13,7 @@ Layout (all integers little-endian)::
     21     4     codebook size (entries per codebook)
     25     4     hop length in samples (frame rate = sample rate / hop length)
     29     4     number of frames F = ceil(length / hop)
-    33     8     model fingerprint (BLAKE2b of the codec's config and codebooks)
+    33     8     model fingerprint (BLAKE2b of the codec's architecture and codebooks)
     41     ...   payload: B * K * F codes, ceil(log2(codebook size)) bits each, most significant bit
                  first, in [B, K, F] order (frames fastest), zero-padded to a whole byte
     end-4  4     CRC32 of every preceding byte

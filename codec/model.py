@@ -69,6 +69,17 @@ def _quiet_seanet(build, **kwargs) -> nn.Module:
         return build(**kwargs)
 
 
+def _without(config: dict, dotted: Tuple[str, ...]) -> dict:
+    """``config`` (a nested dict) less the fields and sub-configs named by dotted paths."""
+    for name in dotted:
+        *parents, leaf = name.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node.pop(leaf)
+    return config
+
+
 class Codec(nn.Module, Pretrained):
     """16 kHz (or any rate) neural audio codec with group-residual vector quantization.
 
@@ -156,12 +167,23 @@ class Codec(nn.Module, Pretrained):
         return self.frame_rate * count * self.config.quantizer.bits_per_code
 
     def fingerprint(self) -> bytes:
-        """8-byte BLAKE2b digest of the architecture and the codebooks: what a stream's codes mean.
+        """8-byte BLAKE2b digest of what a stream's codes mean: the architecture and the codebooks.
 
-        Chunking settings are left out: they change memory use, not the codes.
+        Left out: settings that only steer training or memory use (:attr:`training_fields`, chunking
+        among them) and a spectral codec's vocoder but for its mel analysis, so a warm start that
+        changes those settings, or another vocoder, leaves ``.grvq`` streams and LMs valid.
         """
-        arch = config_to_dict(self.config)
-        arch.pop("chunking")
+        arch = _without(config_to_dict(self.config), self.training_fields)
+        arch["vocoder"] = {"mel": arch["vocoder"]["mel"]}  # the encoder's input; the rest makes no codes
+        return self._digest(arch)
+
+    def matches_fingerprint(self, fingerprint: bytes) -> bool:
+        """Whether codes stamped with ``fingerprint`` are this model's: its :meth:`fingerprint`, or the
+        earlier form of it (the whole config less chunking, vocoder included) that ``.grvq`` streams and
+        ``codec.json`` files written before that form changed carry."""
+        return fingerprint in (self.fingerprint(), self._digest(_without(config_to_dict(self.config), ("chunking",))))
+
+    def _digest(self, arch: dict) -> bytes:
         digest = hashlib.blake2b(json.dumps(arch, sort_keys=True).encode(), digest_size=bitstream.FINGERPRINT_BYTES)
         for weights in self.quantizer.codebook_weights():
             digest.update(weights.float().cpu().contiguous().numpy().astype("<f4").tobytes())
@@ -309,7 +331,7 @@ class Codec(nn.Module, Pretrained):
             self.quantizer.check_num_codebooks(header.num_codebooks)
         except ValueError as err:
             raise BitstreamError(f"stream does not fit this model: {err}") from None
-        if header.fingerprint != self.fingerprint():
+        if not self.matches_fingerprint(header.fingerprint):
             raise BitstreamError("stream was made by a different model (fingerprint mismatch)")
 
     def decompress(self, data: bytes, progress: Optional[bool] = None,

@@ -287,10 +287,10 @@ def check_codec_reference(path: Path, codec: Codec,
                                           "retrain the LM on its tokens, or put the right codec in a codec/ folder") -> None:
     """Raise :class:`CheckpointError` (saying ``mismatch``) unless ``codec`` is the one ``path`` refers to."""
     try:
-        wanted = json.loads(Path(path).read_text())["codec_fingerprint"]
+        wanted = bytes.fromhex(json.loads(Path(path).read_text())["codec_fingerprint"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} is not a codec reference ({type(err).__name__}: {err})") from None
-    if codec.fingerprint().hex() != wanted:
+    if not codec.matches_fingerprint(wanted):
         raise CheckpointError(f"{mismatch} ({path})")
 
 
