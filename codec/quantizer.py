@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from vector_quantize_pytorch import GroupedResidualVQ
+from vector_quantize_pytorch.vector_quantize_pytorch import batched_sample_vectors, noop, sample_vectors_distributed
 
 from .config import QuantizerConfig
 
@@ -52,7 +54,9 @@ class GroupResidualQuantizer(nn.Module):
             straight_through=False,  # (the library's Gumbel straight-through sampling: off)
             stochastic_sample_codes=False,  # nearest neighbour, never sampled codes
             use_cosine_sim=False,  # Euclidean distance, as HiFi-Codec and EnCodec
-            sync_codebook=None,  # EMA statistics are all-reduced across processes only under DDP
+            # Decided per training step instead (see _follow_process_group): the library would decide
+            # once, here, usually before the process group exists.
+            sync_codebook=False,
             commitment_weight=config.commitment_weight,  # HiFi-Codec's beta = 0.25
             # One level count per training step, shared by all groups (the library draws one seed
             # for the whole GroupedResidualVQ), uniformly from 1..levels: at least one level is kept.
@@ -75,6 +79,23 @@ class GroupResidualQuantizer(nn.Module):
 
     def _codebooks(self) -> List[nn.Module]:
         return [layer._codebook for rvq in self.vq.rvqs for layer in rvq.layers]
+
+    def _follow_process_group(self) -> None:
+        """Make the codebooks' k-means initialisation, EMA statistics and dead-code replacement use
+        the data of every process when training in a process group of several (DDP), and only local
+        data otherwise. The statistics are then summed over processes, so ``dead_code_threshold``
+        counts uses in the global batch.
+
+        Sets what the library's ``Codebook`` sets from ``use_ddp`` at construction (version pinned).
+        """
+        synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        for codebook in self._codebooks():
+            if codebook.use_ddp == synced:
+                continue
+            codebook.use_ddp = synced
+            codebook.sample_fn = codebook.replace_sample_fn = (
+                sample_vectors_distributed if synced else batched_sample_vectors)
+            codebook.kmeans_all_reduce_fn = codebook.all_reduce_fn = dist.all_reduce if synced else noop
 
     def codebook_weights(self) -> List[torch.Tensor]:
         """Every codebook's entries ``[codebook_size, dim / groups]``, in (group, level) order."""
@@ -131,6 +152,7 @@ class GroupResidualQuantizer(nn.Module):
         if self.training:
             if count != self.num_codebooks:
                 raise ValueError("in training mode quantizer dropout chooses the codebooks; leave num_codebooks at None")
+            self._follow_process_group()
             quantized, indices, losses = self.vq(latent.transpose(1, 2))
             # Commitment losses [G, L]: summed over residual levels, averaged over groups.
             loss = losses.sum(-1).mean()

@@ -10,6 +10,7 @@ and, for speech corpora (``data.speech: true``), wide-band PESQ and STOI.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -18,11 +19,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
 
 from vocoder.checkpoint import config_from_dict, config_to_dict
 from vocoder.discriminators import DiscriminatorConfig, Discriminators
 from vocoder.losses import LossWeights, adversarial_discriminator_loss
-from vocoder.metrics import MetricAverager, mel_distance, optional_metric, pesq_wideband, si_sdr, stoi
+from vocoder.metrics import mel_distance, optional_metric, pesq_wideband, si_sdr, stoi
 
 from .config import RecipeConfigError
 from .data import AudioSegmentDataset
@@ -69,6 +71,29 @@ class AudioDataModule(L.LightningDataModule):
         return self._loader(self.valid_set, self.valid_batch_size, shuffle=False)
 
 
+class ValidationMeans(nn.Module):
+    """Means of a fixed set of named validation metrics over every process's clips.
+
+    The set is fixed at construction, so under DDP every rank logs the same keys and so issues the
+    same collectives, whichever metrics failed on its own clips; a value a metric could not produce
+    (``None``, NaN, inf) does not count, and a metric with no value anywhere logs NaN.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__()
+        self.means = nn.ModuleDict({name: MeanMetric(nan_strategy="ignore") for name in names})
+
+    def add(self, name: str, value: Optional[float]) -> None:
+        """Count one clip's ``value`` of metric ``name`` (one of the names given at construction)."""
+        finite = value is not None and math.isfinite(value)
+        self.means[name].update(float(value) if finite else math.nan)
+
+    def loggable(self, prefix: str = "val/") -> Dict[str, MeanMetric]:
+        """The metrics by logged name, for ``log_dict``: Lightning computes them (reducing over
+        processes), logs and resets them at the end of the epoch."""
+        return {prefix + name: metric for name, metric in self.means.items()}
+
+
 class AudioGanModule(L.LightningModule):
     """Base of the codec and vocoder recipes. Subclasses pass their generator and implement
     :meth:`generator_loss` and :meth:`reconstruct`."""
@@ -90,6 +115,7 @@ class AudioGanModule(L.LightningModule):
         self.discriminator_config = config_from_dict(DiscriminatorConfig, config["discriminators"],
                                                      "discriminators")
         self.discriminators = Discriminators(self.discriminator_config)
+        self.validation_means = ValidationMeans(self.validation_metric_names())
 
     @property
     def training_fields(self) -> Tuple[str, ...]:
@@ -107,6 +133,10 @@ class AudioGanModule(L.LightningModule):
         raise NotImplementedError
 
     # -- Lightning --------------------------------------------------------------------------------
+
+    def validation_metric_names(self) -> List[str]:
+        """What validation reports: mel distance and SI-SDR, and for speech PESQ and STOI too."""
+        return ["mel_distance", "si_sdr", *(["pesq", "stoi"] if self.config["data"]["speech"] else [])]
 
     def datamodule(self) -> AudioDataModule:
         return AudioDataModule(sample_rate=self.sample_rate, **self.config["data"])
@@ -176,13 +206,10 @@ class AudioGanModule(L.LightningModule):
         self.log_dict(logs, prog_bar=False, sync_dist=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
 
-    def on_validation_epoch_start(self) -> None:
-        self._metrics = MetricAverager()
-
     def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         audio = batch["audio"]
         estimate = self.reconstruct(audio)[..., : audio.shape[-1]].float()
-        metrics = self._metrics
+        metrics = self.validation_means
         for i, valid in enumerate(batch["num_samples"].tolist()):
             ref, est = audio[i, :, :valid], estimate[i, :, :valid]
             metrics.add("mel_distance", mel_distance(ref, est, self.sample_rate))
@@ -192,8 +219,7 @@ class AudioGanModule(L.LightningModule):
                 metrics.add("stoi", optional_metric(stoi, ref, est, self.sample_rate))
 
     def on_validation_epoch_end(self) -> None:
-        means = self._metrics.means()
-        self.log_dict({f"val/{k}": v for k, v in means.items()}, prog_bar=True, sync_dist=True)
+        self.log_dict(self.validation_means.loggable(), prog_bar=True)
 
     def warm_start(self, directory: Path) -> None:
         """Start from the weights of a saved generator (``init: DIR``); its config must match."""

@@ -192,9 +192,22 @@ class SaveLastOnEnd(Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
 
 
+def replica_fingerprint(module: torch.nn.Module) -> Tuple[List[str], torch.Tensor]:
+    """The names of ``module``'s parameters and buffers (codebooks, EMA statistics, ...) and one
+    checksum of each (float64), to compare the replicas of a multi-process run."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return [name for name, _ in tensors], torch.stack([t.detach().double().sum() for _, t in tensors])
+
+
+def diverged_tensors(names: List[str], gathered: torch.Tensor) -> List[str]:
+    """The names whose checksums differ between ranks in ``gathered [world, tensors]`` (NaN equals NaN)."""
+    same = (gathered == gathered[0]) | (gathered.isnan() & gathered[0].isnan())
+    return [name for name, ok in zip(names, same.all(0).tolist()) if not ok]
+
+
 class CheckReplicasInSync(Callback):
-    """At the end of a multi-process run, checks that every rank holds exactly the same weights and
-    writes ``replicas.json`` (a desynchronised replica would silently waste the run)."""
+    """At the end of a multi-process run, checks that every rank holds exactly the same parameters
+    and buffers and writes ``replicas.json`` (a desynchronised replica would silently waste the run)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -202,14 +215,16 @@ class CheckReplicasInSync(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.world_size < 2:
             return
-        fingerprint = torch.stack([p.detach().double().sum() for p in pl_module.parameters()])
-        gathered = pl_module.all_gather(fingerprint.to(pl_module.device)).cpu()  # [world, params]
-        in_sync = bool((gathered == gathered[0]).all())
+        names, fingerprint = replica_fingerprint(pl_module)
+        gathered = pl_module.all_gather(fingerprint.to(pl_module.device)).cpu()  # [world, tensors]
+        diverged = diverged_tensors(names, gathered)
         if trainer.is_global_zero:
-            self.path.write_text(json.dumps({"world_size": trainer.world_size, "in_sync": in_sync,
-                                             "checksums": gathered.sum(-1).tolist()}, indent=2) + "\n")
-        if not in_sync:
-            raise RuntimeError("model replicas diverged across ranks")
+            self.path.write_text(json.dumps({"world_size": trainer.world_size, "in_sync": not diverged,
+                                             "diverged": diverged, "checksums": gathered.nansum(-1).tolist()},
+                                            indent=2) + "\n")
+        if diverged:
+            shown = ", ".join(diverged[:5]) + (f" and {len(diverged) - 5} more" if len(diverged) > 5 else "")
+            raise RuntimeError(f"model replicas diverged across ranks: {shown}")
 
 
 def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModule,
