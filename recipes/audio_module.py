@@ -181,10 +181,6 @@ class AudioGanModule(L.LightningModule):
         gen_sched, disc_sched = self.lr_schedulers()
         adversarial = self.adversarial_active()
         clip = self.optim["grad_clip"]
-        # Lightning counts every optimizer step of manual optimisation as a global step; only the
-        # generator's counts here, so max_steps, checkpoint intervals and adversarial_start_step
-        # all count batches.
-        disc_opt._on_before_step = disc_opt._on_after_step = _uncounted
 
         generated, loss, terms = self.generator_loss(audio, adversarial)
         gen_opt.zero_grad(set_to_none=True)
@@ -200,7 +196,10 @@ class AudioGanModule(L.LightningModule):
             disc_opt.zero_grad(set_to_none=True)
             self.manual_backward(disc_loss)
             self.clip_gradients(disc_opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-            disc_opt.step()
+            # Lightning counts every LightningOptimizer.step of manual optimisation as a global step;
+            # the strategy's step (the same update, precision plugin included) does not count, so
+            # max_steps, checkpoint intervals and adversarial_start_step all count batches.
+            self.trainer.strategy.optimizer_step(disc_opt.optimizer, closure=_no_closure)
             disc_sched.step()
             logs["train/discriminator"] = disc_loss.detach()
         self.log_dict(logs, prog_bar=False, sync_dist=False)
@@ -237,6 +236,6 @@ class AudioGanModule(L.LightningModule):
             json.dumps(config_to_dict(self.discriminator_config), indent=2) + "\n")
 
 
-def _uncounted() -> None:
-    """Replaces Lightning's step-counting hooks on the discriminators' optimizer."""
+def _no_closure() -> None:
+    """The closure of an optimizer step whose gradients were computed before it."""
 

@@ -129,44 +129,43 @@ class ComputeTime(Callback):
         self.cpu_start, self.wall_start = time.process_time(), time.monotonic()
 
 
-class _ResumingWriter(ExperimentWriter):
-    """Lightning's CSV writer deletes an existing ``metrics.csv``; a resumed run keeps the rows of
-    the run it continues (up to the checkpoint's step: later rows are logged again) and their columns."""
-
-    def __init__(self, log_dir: str, keep_until_step: Optional[int]) -> None:
-        self.keep_until_step = keep_until_step
-        super().__init__(log_dir=log_dir)
-
-    def _check_log_dir_exists(self) -> None:
-        path = Path(self.metrics_file_path)
-        if self.keep_until_step is None or not path.is_file():
-            super()._check_log_dir_exists()
-            return
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
-            rows = [row for row in reader if float(row.get("step") or 0) <= self.keep_until_step]
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.metrics_keys = sorted(columns)
+def _rows_until(path: Path, step: Optional[int]) -> Optional[Tuple[List[str], List[Dict[str, str]]]]:
+    """The columns of CSV log ``path`` and its rows up to ``step``; ``None`` if there is no step or no log."""
+    if step is None or not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), [row for row in reader if float(row.get("step") or 0) <= step]
 
 
 class ResumableCSVLogger(CSVLogger):
     """A :class:`CSVLogger` that appends to the log of the run it resumes (``keep_until_step``:
-    the resumed checkpoint's step; ``None`` for a fresh run, which starts a new log)."""
+    the resumed checkpoint's step; ``None`` for a fresh run, which starts a new log).
+
+    Lightning's writer deletes an existing ``metrics.csv`` when it starts; the rows of the run this
+    one continues (up to the checkpoint's step: later rows are logged again) and their columns are
+    read first and written back once it has started."""
 
     def __init__(self, *args: Any, keep_until_step: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.keep_until_step = keep_until_step
+        self._kept = _rows_until(Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE, keep_until_step)
 
     @property
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ResumingWriter(self.log_dir, self.keep_until_step)
-        return self._experiment
+        if self._kept is None:
+            return super().experiment
+        with warnings.catch_warnings():
+            # Its warning that the earlier log will be deleted: it is kept.
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+            writer = super().experiment
+        if isinstance(writer, ExperimentWriter):  # other ranks get a stand-in that writes nothing
+            (columns, rows), self._kept = self._kept, None
+            with open(writer.metrics_file_path, "w", newline="") as handle:
+                table = csv.DictWriter(handle, fieldnames=columns)
+                table.writeheader()
+                table.writerows(rows)
+            writer.metrics_keys = sorted(columns)  # the writer appends rows in these columns
+        return writer
 
 
 class RunTimer(Timer):

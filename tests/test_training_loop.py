@@ -1,0 +1,56 @@
+"""The GAN training loop on Lightning's public API."""
+
+import csv
+import warnings
+
+import lightning as L
+import torch
+
+from recipes.config import load_recipe_config
+from recipes.train import ResumableCSVLogger
+from recipes.vocoder_module import VocoderModule
+
+
+def test_discriminator_steps_update_without_counting_as_global_steps(tiny_corpus):
+    config = load_recipe_config("vocoder", overrides=[f"data.manifest={tiny_corpus}", "optim.adversarial_start_step=2"],
+                                smoke=True)
+    module = VocoderModule(config)
+    before = [p.detach().clone() for p in module.discriminators.parameters()]
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=4, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=module.datamodule())
+    assert trainer.global_step == 4  # generator steps only: one per batch
+    assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == 4
+    assert any(not torch.equal(b, p) for b, p in zip(before, module.discriminators.parameters()))
+
+
+def _write_log(path, steps):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["loss", "step"])
+        writer.writeheader()
+        writer.writerows({"loss": 1.0 / step, "step": step} for step in steps)
+
+
+def test_resumed_csv_log_keeps_the_rows_up_to_the_checkpoint(tmp_path):
+    path = tmp_path / "csv" / "metrics.csv"
+    _write_log(path, range(1, 7))
+    logger = ResumableCSVLogger(tmp_path, name="csv", version="", keep_until_step=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger.log_metrics({"loss": 0.1, "val/pesq": 3.0}, step=5)
+        logger.save()
+    assert not [w for w in caught if "will be deleted" in str(w.message)]
+    rows = list(csv.DictReader(path.open()))
+    assert [int(row["step"]) for row in rows] == [1, 2, 3, 4, 5]
+    assert rows[-1]["val/pesq"] == "3.0" and rows[0]["val/pesq"] == ""
+
+    fresh = tmp_path / "fresh" / "csv" / "metrics.csv"
+    _write_log(fresh, range(1, 7))
+    logger = ResumableCSVLogger(tmp_path / "fresh", name="csv", version="")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logger.log_metrics({"loss": 0.5}, step=1)
+        logger.save()
+    assert [int(row["step"]) for row in csv.DictReader(fresh.open())] == [1]
+
