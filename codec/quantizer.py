@@ -146,7 +146,9 @@ class GroupResidualQuantizer(nn.Module):
 
         In training mode quantizer dropout (if enabled) picks the number of levels, dropped
         levels have code ``-1``, and ``num_codebooks`` must be left at ``None`` (or all). In eval
-        mode the first ``num_codebooks`` codebooks are used.
+        mode the first ``num_codebooks`` codebooks are used, the codebooks stay as they are, and a
+        latent that requires gradients gets them through the straight-through estimator, as in
+        training (so an encoder can learn against a frozen quantizer).
         """
         count = self.check_num_codebooks(num_codebooks)
         if self.training:
@@ -158,7 +160,11 @@ class GroupResidualQuantizer(nn.Module):
             loss = losses.sum(-1).mean()
             return QuantizerOutput(quantized.transpose(1, 2), self._to_public(indices), loss)
         codes = self.encode(latent, count)
-        return QuantizerOutput(self.decode(codes), codes, latent.new_zeros(()))
+        quantized = self.decode(codes)
+        if latent.requires_grad and torch.is_grad_enabled():
+            # Only where gradients flow: latent + (quantized - latent) may differ from quantized in the last bit.
+            quantized = latent + (quantized - latent).detach()
+        return QuantizerOutput(quantized, codes, latent.new_zeros(()))
 
     def encode(self, latent: torch.Tensor, num_codebooks: Optional[int] = None) -> torch.Tensor:
         """Codes ``[B, K, F]`` of ``latent [B, D, F]`` (residual VQ is sequential, so the first

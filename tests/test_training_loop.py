@@ -1,4 +1,4 @@
-"""The GAN training loop on Lightning's public API."""
+"""The GAN training loop on Lightning's public API, and an encoder that learns against a frozen quantizer."""
 
 import csv
 import warnings
@@ -6,6 +6,9 @@ import warnings
 import lightning as L
 import torch
 
+from codec import QuantizerConfig
+from codec.quantizer import GroupResidualQuantizer
+from recipes.codec_module import CodecModule
 from recipes.config import load_recipe_config
 from recipes.train import ResumableCSVLogger
 from recipes.vocoder_module import VocoderModule
@@ -54,3 +57,30 @@ def test_resumed_csv_log_keeps_the_rows_up_to_the_checkpoint(tmp_path):
         logger.save()
     assert [int(row["step"]) for row in csv.DictReader(fresh.open())] == [1]
 
+
+def test_frozen_quantizer_passes_gradients_to_the_encoder():
+    config = load_recipe_config("codec", overrides=["optim.frozen=[quantizer]"], smoke=True)
+    module = CodecModule(config).train()
+    assert not module.generator.quantizer.training and module.generator.encoder.training
+    audio = 0.1 * torch.randn(2, 1, 4000, generator=torch.Generator().manual_seed(0))
+    _, loss, _ = module.generator_loss(audio, adversarial=False)
+    loss.backward()
+    grads = [p.grad for p in module.generator.encoder.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_eval_quantizer_is_straight_through_and_exact_for_inference():
+    torch.manual_seed(0)
+    quantizer = GroupResidualQuantizer(8, QuantizerConfig(groups=2, levels=2, codebook_size=16)).eval()
+    latent = torch.randn(2, 8, 5)
+    exact = quantizer.decode(quantizer.encode(latent))
+    with torch.no_grad():
+        assert torch.equal(quantizer(latent).quantized, exact)
+    assert torch.equal(quantizer(latent).quantized, exact)  # a latent without gradients: the same
+
+    latent.requires_grad_(True)
+    out = quantizer(latent, num_codebooks=2)
+    torch.testing.assert_close(out.quantized, quantizer.decode(out.codes), rtol=0, atol=1e-6)
+    upstream = torch.randn_like(latent)
+    out.quantized.backward(upstream)
+    assert torch.equal(latent.grad, upstream)  # the straight-through estimator: gradients pass unchanged
