@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from codec import Codec, CodecConfig
-from vocoder.audio import ArrayLike
+from vocoder.audio import ArrayLike, prepare_waveform
 from vocoder.checkpoint import CheckpointError
 from vocoder.cli import seeded
 
@@ -168,16 +168,27 @@ class AudioGen:
                               extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
         """Continue ``prompt`` (``[T]``, ``[C, T]`` or ``[B, C, T]``, any rate) up to ``duration`` seconds in all.
 
-        The prompt is encoded with the codec and its tokens are kept unchanged at the start of the
-        output, which is re-synthesised by the codec. Without ``descriptions`` generation is
-        unconditional (and guidance is off); a single prompt may be continued for several
-        descriptions. Other arguments as :meth:`generate`.
+        The prompt, cut to whole codec frames (:meth:`encode_prompt`), is encoded with the codec and
+        its tokens are kept unchanged at the start of the output, which is re-synthesised by the codec.
+        Without ``descriptions`` generation is unconditional (and guidance is off); a single prompt may
+        be continued for several descriptions. Other arguments as :meth:`generate`.
         """
         _reject_unknown(unknown)
-        codes = self.codec.encode(prompt, prompt_sample_rate, num_codebooks=self.lm.config.num_codebooks)
+        codes = self.encode_prompt(prompt, prompt_sample_rate)
         tokens = self.generate_continuation_tokens(codes, descriptions, duration, cfg_coef, temperature, top_k, top_p,
                                                    seed, progress, extend_stride)
         return self.codec.decode(tokens)
+
+    def encode_prompt(self, prompt: ArrayLike, prompt_sample_rate: int) -> torch.Tensor:
+        """Tokens ``[B, K, P]`` of ``prompt`` (any layout and rate) cut to whole codec frames,
+        ``P = floor(T / hop)`` at the codec's rate: a last frame over zero padding would end the
+        prompt in a fade that the continuation follows."""
+        wav = prepare_waveform(prompt, prompt_sample_rate, self.sample_rate)
+        whole = wav.shape[-1] // self.codec.hop_length * self.codec.hop_length
+        if whole == 0:
+            raise ValueError(f"the prompt must last at least one codec frame ({1000 / self.frame_rate:g} ms), "
+                             f"got {wav.shape[-1] / self.sample_rate * 1000:.1f} ms")
+        return self.codec.encode(wav[..., :whole], self.sample_rate, num_codebooks=self.lm.config.num_codebooks)
 
     def generate_continuation_tokens(self, prompt_tokens: torch.Tensor, descriptions: Union[None, str, Sequence[str]] = None,
                                      duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF, temperature: float = DEFAULT_SAMPLING.temperature,

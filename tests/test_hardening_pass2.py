@@ -3,6 +3,7 @@ dead-code threshold, continuation prompts, output loudness and decode errors."""
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,15 +11,17 @@ import torch
 
 from codec import BitstreamError, Codec, CodecConfig, bitstream
 from codec.config import ChunkConfig, QuantizerConfig
-from generation import AudioGen
+from generation import AudioGen, AudioLanguageModel
 from generation.audiogen import CODEC_REFERENCE, check_codec_reference
 from recipes.config import CONFIG_DIR, load_recipe_config
-from vocoder import Vocoder
-from vocoder.audio import as_batch
+from presets import TINY_CODEC, TINY_LM
+from vocoder import Vocoder, load_audio
+from vocoder.audio import as_batch, prepare_waveform
 from vocoder.checkpoint import config_from_dict, config_to_dict
 from vocoder.modules import BackboneConfig
 
 SR = 16_000
+EXAMPLES = Path(__file__).parents[1] / "demo" / "examples"
 
 
 # ------------------------------------------------------------------------------------ PCM input
@@ -108,12 +111,50 @@ def test_streams_stamped_with_the_earlier_fingerprint_still_decode(spectral):
         spectral.decompress(bitstream.pack(replace(header, fingerprint=bytes(8)), codes))
 
 
-def test_shipped_codec_fingerprint_and_its_lm_reference(tmp_path):
+@pytest.fixture(scope="module")
+def shipped() -> AudioGen:
+    return AudioGen.from_pretrained()
+
+
+def test_shipped_codec_fingerprint_and_its_lm_reference(shipped, tmp_path):
     codec = Codec.from_pretrained()
     assert codec.fingerprint().hex() == "e5449910126a81d0"  # changing it orphans users' streams and LMs
     assert earlier_fingerprint(codec).hex() == "bd5c92a2a4b65945"  # what existing files carry
     assert codec.matches_fingerprint(bytes.fromhex("bd5c92a2a4b65945"))
-    assert AudioGen.from_pretrained().codec.fingerprint() == codec.fingerprint()
+    assert shipped.codec.fingerprint() == codec.fingerprint()
     old_reference = tmp_path / CODEC_REFERENCE  # an LM exported before the fingerprint's form changed
     old_reference.write_text(json.dumps({"codec_fingerprint": "bd5c92a2a4b65945"}))
     check_codec_reference(old_reference, codec)
+
+
+# -------------------------------------------------------------------------------- continuation
+
+
+def test_a_continuation_prompt_is_cut_to_whole_frames():
+    torch.manual_seed(0)
+    gen = AudioGen(AudioLanguageModel(TINY_LM), Codec(TINY_CODEC))
+    hop = gen.codec.hop_length
+    prompts = []
+    gen.generate_continuation_tokens = lambda tokens, *args, **kwargs: prompts.append(tokens) or tokens
+    wav = torch.randn(1, 3 * hop + hop // 2) * 0.1
+    gen.generate_continuation(wav, SR, duration=0.2, seed=0)
+    assert prompts[0].shape[-1] == 3  # the half frame at the end is dropped, not padded with zeros
+    assert torch.equal(prompts[0], gen.codec.encode(wav[..., :3 * hop], SR))
+    with pytest.raises(ValueError, match="at least one codec frame"):
+        gen.generate_continuation(wav[..., :hop - 1], SR, duration=0.2)
+
+
+def test_a_continuation_prompt_does_not_end_in_a_fade(shipped, monkeypatch):
+    """Steady noises, each prompt ending half-way into a frame: the prompt the LM continues (here
+    decoded as it is, with no generation) keeps its level to its last frame; with a last frame over
+    zero padding that frame was 6-11 dB quieter, a fade the LM then followed."""
+    monkeypatch.setattr(shipped, "generate_continuation_tokens", lambda tokens, *args, **kwargs: tokens)
+    hop, frames = shipped.codec.hop_length, 25
+    level = lambda part: 10 * torch.log10(part.pow(2).mean())
+    for name in ("river_0ad.flac", "fire_0ad.flac"):
+        wav, rate = load_audio(EXAMPLES / name)
+        prompt = prepare_waveform(wav, rate, SR)[..., :frames * hop + hop // 2]
+        out = shipped.generate_continuation(prompt, SR, duration=1.0)[0, 0]
+        dip = level(out[-10 * hop:-hop]) - level(out[-hop:])
+        assert dip < 4.0, f"{name}: the prompt's last frame is {float(dip):.1f} dB below the frames before it"
+        assert out.shape[-1] == frames * hop
