@@ -6,7 +6,9 @@
 
 Sources are Debian packages that carry licensed recordings (tuxpaint-stamps-default, klettres-data,
 hydrogen-drumkits, hydrogen-drumkits-effects, ufoai-sound, widelands-data, wordwarvi-sound,
-sonic-pi-samples, lmms-common, megaglest-data, warzone2100-data, 0ad-data; their collectors live in
+sonic-pi-samples, lmms-common, megaglest-data, warzone2100-data, 0ad-data, and the speech of
+flight-of-the-amazon-queen, fillets-ng-data-cs and asterisk-core-sounds-{fr,ru}-g722 (G.722, decoded
+with Debian's ``ffmpeg``); their collectors live in
 :mod:`recipes.sources`), fetched with ``apt-get download`` into ``--cache-dir`` (or taken from
 ``--deb-dir``) and unpacked with ``dpkg-deb -x`` (no root, no installation), and/or any folder of
 audio files (``--audio-dir``, searched recursively; wav, flac, ogg, mp3, aiff).
@@ -40,10 +42,11 @@ import sys
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import soundfile as sf
 import torch
 from tqdm import tqdm
@@ -52,7 +55,7 @@ from vocoder.audio import (AudioError, as_batch, check_sample_rate, load_audio, 
                            prepare_waveform, split_segments, trim_silence)
 
 from .data import SPLITS, ManifestEntry, write_manifest
-from .sources import PACKAGES, SourceFile, collect_user_folder
+from .sources import PACKAGES, SourceFile, collect_user_folder, is_reserved
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grvq-toolkit" / "debian"
 
@@ -101,16 +104,59 @@ def assign_split(recording_id: str, valid_fraction: float, test_fraction: float)
     return "train"
 
 
-def decode(item: SourceFile) -> Tuple[torch.Tensor, int]:
-    """Read a recording (plain file, or a member of a zip archive) as float ``[C, T]`` and its rate."""
-    if item.member is None:
-        return load_audio(item.path)
+FFMPEG_SAMPLE_RATE = 16_000  # what ffmpeg-decoded formats are converted to (G.722 is 16 kHz)
+
+
+def decode_with_ffmpeg(path: str, input_format: str) -> Tuple[torch.Tensor, int]:
+    """Decode a file that libsndfile cannot read (G.722 telephone audio) with Debian's ``ffmpeg``."""
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-f", input_format, "-i", path,
+               "-f", "f32le", "-ac", "1", "-ar", str(FFMPEG_SAMPLE_RATE), "-"]
     try:
-        with zipfile.ZipFile(item.path) as archive:
-            payload = archive.read(item.member)
-        data, sample_rate = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+        result = subprocess.run(command, capture_output=True, timeout=120)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: decoding {input_format} needs ffmpeg (apt-get install ffmpeg)") from None
+    except subprocess.TimeoutExpired:
+        raise AudioError(f"{path}: ffmpeg did not finish decoding within 120 s") from None
+    if result.returncode != 0 or len(result.stdout) < 4:
+        raise AudioError(f"cannot decode {path} as {input_format}: {result.stderr.decode(errors='replace').strip()[-200:]}")
+    samples = np.frombuffer(result.stdout[: len(result.stdout) // 4 * 4], dtype="<f4")
+    return as_batch(samples.copy())[0], FFMPEG_SAMPLE_RATE
+
+
+@lru_cache(maxsize=4)
+def open_archive(path: str) -> zipfile.ZipFile:
+    """An open zip archive, kept per process: 0ad's holds tens of thousands of members, and reading
+    its directory again for every recording took most of the corpus build."""
+    return zipfile.ZipFile(path)
+
+
+def read_payload(item: SourceFile) -> bytes:
+    """The bytes of a recording stored inside a container: a zip member or a byte span."""
+    if item.member is not None:
+        return open_archive(item.path).read(item.member)
+    offset, size = item.span
+    with open(item.path, "rb") as handle:
+        handle.seek(offset)
+        payload = handle.read(size)
+    if len(payload) != size:
+        raise OSError(f"only {len(payload)} of {size} bytes at offset {offset}")
+    return payload
+
+
+def decode(item: SourceFile) -> Tuple[torch.Tensor, int]:
+    """Read a recording (a plain file, a zip member or a byte span of an archive, or a format only
+    ffmpeg reads) as float ``[C, T]`` and its rate."""
+    if item.input_format is not None:
+        return decode_with_ffmpeg(item.path, item.input_format)
+    if item.member is None and item.span is None:
+        return load_audio(item.path)
+    where = item.member or f"bytes {item.span[0]}..{sum(item.span)}"
+    try:
+        data, sample_rate = sf.read(io.BytesIO(read_payload(item)), dtype="float32", always_2d=True)
     except (OSError, KeyError, zipfile.BadZipFile, sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"cannot read {item.member} from {item.path}: {err}") from None
+        raise AudioError(f"cannot read {where} from {item.path}: {err}") from None
+    if data.size == 0:
+        raise AudioError(f"{where} in {item.path} holds no samples")
     return as_batch(data.T)[0], check_sample_rate(sample_rate)
 
 
@@ -313,6 +359,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     packages = list(PACKAGES) if args.packages == ["all"] else [] if args.packages == ["none"] else args.packages
+    reserved = sorted(p for p in packages if is_reserved(p))
+    if reserved:
+        parser.error(f"{', '.join(reserved)} is reserved for independent evaluation (shared/DATA.md): never trained on")
     unknown = sorted(set(packages) - set(PACKAGES))
     if unknown:
         parser.error(f"unknown package(s) {', '.join(unknown)}; known: {', '.join(PACKAGES)}")

@@ -9,16 +9,26 @@ speech, its language. ``PACKAGES`` maps each supported package to its collector;
 from __future__ import annotations
 
 import csv
+import struct
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .captions import (clean_caption, drum_caption, effect_caption, klettres_caption,
+from .captions import (clean_caption, drum_caption, effect_caption, klettres_caption, language_name,
                        split_language_suffix, tuxpaint_caption)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
+
+# Kept for independent evaluation (shared/DATA.md): the corpus recipe refuses to collect them.
+RESERVED_PACKAGES = ("hedgewars-data", "scratch", "singularity-music", "asterisk-core-sounds-en",
+                     "asterisk-core-sounds-es", "asterisk-core-sounds-it")
+
+
+def is_reserved(package: str) -> bool:
+    """Whether ``package`` is one of the reserved evaluation packages (any asterisk en/es/it flavour)."""
+    return package.startswith(RESERVED_PACKAGES)
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,8 @@ class SourceFile:
     path: str
     member: Optional[str] = None  # file inside the zip archive ``path`` (ufoai's .pk3)
     language: Optional[str] = None
+    span: Optional[Tuple[int, int]] = None  # (offset, size) of the recording inside ``path``
+    input_format: Optional[str] = None  # ffmpeg's name for a format libsndfile cannot read ("g722")
 
 def audio_files(root: Path, exclude: Sequence[str] = ()) -> Iterator[Path]:
     """Audio files under ``root`` in sorted order, skipping paths that contain any of ``exclude``."""
@@ -125,6 +137,57 @@ def effect_collector(subdir: str, exclude: Sequence[str] = ()) -> Callable[[Path
     return collect
 
 
+def speech_caption(language: str) -> str:
+    """"a person speaking Czech": the packages record no speakers, so no gender is guessed."""
+    return f"a person speaking {language_name(language)}"
+
+
+def speech_collector(subdir: str, language: str, suffix: str = ".ogg",
+                     input_format: Optional[str] = None) -> Callable[[Path, str], Iterator[SourceFile]]:
+    """A collector for packages whose files under ``subdir`` (a glob) are all speech in one language."""
+    def collect(root: Path, source: str) -> Iterator[SourceFile]:
+        for path in sorted(root.glob(f"{subdir}/**/*{suffix}")):
+            if path.is_file():
+                rel = path.relative_to(root).as_posix()
+                yield SourceFile(source, f"{source}/{rel}", speech_caption(language), str(path),
+                                 language=language, input_format=input_format)
+    return collect
+
+
+class ResourceTableError(ValueError):
+    """A game resource archive is not in the expected layout."""
+
+
+def queen_speech_table(archive: Path) -> List[Tuple[str, int, int]]:
+    """``(name, offset, size)`` of every speech clip (``*.SB``) in a Flight of the Amazon Queen
+    resource file (``queen.1c``: ``QTBL``, a 6-byte version, 2 reserved bytes, a compression byte,
+    a big-endian entry count, then 21-byte entries of name, bundle, offset and size)."""
+    data = archive.read_bytes()
+    if len(data) < 15 or data[:4] != b"QTBL":
+        raise ResourceTableError(f"{archive} is not a Queen resource file (no QTBL header)")
+    (count,) = struct.unpack(">H", data[13:15])
+    if 15 + 21 * count > len(data):
+        raise ResourceTableError(f"{archive}: its table of {count} entries runs past the end of the file")
+    clips = []
+    for index in range(count):
+        start = 15 + 21 * index
+        name = data[start:start + 12].split(b"\0")[0].decode("latin-1")
+        offset, size = struct.unpack(">II", data[start + 13:start + 21])
+        if offset + size > len(data):
+            raise ResourceTableError(f"{archive}: entry {name!r} lies outside the file")
+        if name.upper().endswith(".SB") and size > 0:
+            clips.append((name, offset, size))
+    return clips
+
+
+def collect_queen(root: Path, source: str) -> Iterator[SourceFile]:
+    """English dialogue of Flight of the Amazon Queen: MP3 clips packed in ``queen.1c``."""
+    for archive in sorted(root.rglob("queen.1c")):
+        for name, offset, size in queen_speech_table(archive):
+            yield SourceFile(source, f"{source}/{name}", speech_caption("en"), str(archive),
+                             language="en", span=(offset, size))
+
+
 PACKAGES: Dict[str, Callable[[Path, str], Iterator[SourceFile]]] = {
     "tuxpaint-stamps-default": collect_tuxpaint,
     "klettres-data": collect_klettres,
@@ -146,6 +209,13 @@ PACKAGES: Dict[str, Callable[[Path, str], Iterator[SourceFile]]] = {
     # already well represented and would dwarf the effects.
     "0ad-data": zip_collector("public.zip", prefixes=tuple(f"audio/{d}/" for d in
                                                           ("actor", "ambient", "attack", "interface", "resource", "voice"))),
+    # English adventure-game dialogue by 13 credited voice actors (MP3 at 11 kHz: narrowband as it is).
+    "flight-of-the-amazon-queen": collect_queen,
+    # Czech dialogue in natural sentences, many characters (Vorbis, 22 kHz).
+    "fillets-ng-data-cs": speech_collector("usr/share/games/fillets-ng/sound/*/cs", "cs"),
+    # Telephone prompts, one voice each, coded in G.722 (decoded with ffmpeg).
+    "asterisk-core-sounds-fr-g722": speech_collector("usr/share/asterisk/sounds", "fr", ".g722", "g722"),
+    "asterisk-core-sounds-ru-g722": speech_collector("usr/share/asterisk/sounds", "ru", ".g722", "g722"),
 }
 
 
