@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -26,8 +27,9 @@ from vocoder.discriminators import DiscriminatorConfig, Discriminators
 from vocoder.losses import LossWeights, adversarial_discriminator_loss
 from vocoder.metrics import mel_distance, optional_metric, pesq_wideband, si_sdr, stoi
 
+from .augment import AugmentConfig, AugmentedDataset, draw_speed
 from .config import RecipeConfigError
-from .data import AudioSegmentDataset
+from .data import AudioSegmentDataset, ManifestError
 
 DISCRIMINATOR_WEIGHTS = "discriminators.safetensors"
 DISCRIMINATOR_CONFIG = "discriminators.json"
@@ -46,19 +48,37 @@ class AudioDataModule(L.LightningDataModule):
                  valid_segment_seconds: float = 3.0, batch_size: int = 8, num_workers: int = 0,
                  valid_batch_size: int = 4, exclude: Sequence[str] = (), valid_manifest: Optional[str] = None,
                  valid_split: Optional[str] = "valid", valid_include: Optional[Sequence[str]] = None,
-                 **_: Any) -> None:
+                 augment: Optional[Dict[str, Any]] = None, seed: int = 0, **_: Any) -> None:
         super().__init__()
         self.manifest, self.sample_rate = manifest, sample_rate
         self.segment_seconds, self.valid_segment_seconds = segment_seconds, valid_segment_seconds
         self.batch_size, self.valid_batch_size, self.num_workers = batch_size, valid_batch_size, num_workers
         self.exclude, self.valid_manifest = tuple(exclude), valid_manifest or manifest
         self.valid_split, self.valid_include = valid_split, valid_include
+        self.augment = config_from_dict(AugmentConfig, augment or {}, "data.augment")
+        self.seed = seed
 
     def setup(self, stage: Optional[str] = None) -> None:
+        speed = partial(draw_speed, self.augment) if self.augment.enabled and self.augment.speed_p > 0 else None
         self.train_set = AudioSegmentDataset(self.manifest, "train", self.segment_seconds, self.sample_rate,
-                                             exclude=self.exclude)
+                                             exclude=self.exclude, speed_factor=speed)
+        if self.augment.enabled:
+            self.train_set = AugmentedDataset(self.train_set, self.augment, self.sample_rate,
+                                              self._noise_set(), seed=self.seed)
         self.valid_set = AudioSegmentDataset(self.valid_manifest, self.valid_split, self.valid_segment_seconds,
                                              self.sample_rate, include=self.valid_include)
+
+    def _noise_set(self) -> Optional[AudioSegmentDataset]:
+        """Background clips for noise augmentation: the training split under ``noise_include``."""
+        if self.augment.noise_p <= 0 or not self.augment.noise_include:
+            return None
+        try:
+            return AudioSegmentDataset(self.manifest, "train", self.segment_seconds, self.sample_rate,
+                                       include=self.augment.noise_include, exclude=self.exclude)
+        except ManifestError:
+            raise RecipeConfigError(f"data.augment.noise_include {self.augment.noise_include} matches no "
+                                    f"training recording of {self.manifest}; set data.augment.noise_p=0 "
+                                    f"or name other recording-id prefixes") from None
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
@@ -139,7 +159,7 @@ class AudioGanModule(L.LightningModule):
         return ["mel_distance", "si_sdr", *(["pesq", "stoi"] if self.config["data"]["speech"] else [])]
 
     def datamodule(self) -> AudioDataModule:
-        return AudioDataModule(sample_rate=self.sample_rate, **self.config["data"])
+        return AudioDataModule(sample_rate=self.sample_rate, seed=self.config["seed"], **self.config["data"])
 
     def frozen_parts(self) -> List[nn.Module]:
         """The generator's children named by ``optim.frozen``: never updated, kept in eval mode."""

@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import yaml
 
+from .augment import AugmentConfig
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -114,6 +116,7 @@ class AudioDataConfig:
     valid_manifest: Optional[str] = None
     valid_split: Optional[str] = "valid"
     valid_include: Optional[List[str]] = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training crops only
 
     def __post_init__(self) -> None:
         _positive("data", segment_seconds=self.segment_seconds, valid_segment_seconds=self.valid_segment_seconds,

@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
 import soundfile as sf
 import torch
@@ -157,13 +157,15 @@ class AudioSegmentDataset(Dataset):
     Clips shorter than the segment are zero-padded at the end; ``num_samples`` counts the real ones.
     ``crop="random"`` (the default for ``train``) draws a new offset each time from torch's RNG (which
     DataLoader seeds per worker); ``"start"`` (default elsewhere) and ``"center"`` are deterministic.
-    Files at another rate than ``sample_rate`` are resampled on the fly.
+    Files at another rate than ``sample_rate`` are resampled on the fly. ``speed_factor`` (a
+    callable drawing a factor per crop, e.g. :func:`recipes.augment.draw_speed`) perturbs speed.
     """
 
     def __init__(self, manifest: PathLike, split: Optional[str] = "train", segment_seconds: float = 1.0,
                  sample_rate: int = 16_000, crop: Optional[CropMode] = None,
                  min_duration: float = 0.0, check_files: bool = True,
-                 include: Optional[Sequence[str]] = None, exclude: Sequence[str] = ()) -> None:
+                 include: Optional[Sequence[str]] = None, exclude: Sequence[str] = (),
+                 speed_factor: Optional[Callable[[], float]] = None) -> None:
         if not segment_seconds > 0:
             raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
         if crop is not None and crop not in ("random", "start", "center"):
@@ -172,6 +174,7 @@ class AudioSegmentDataset(Dataset):
         self.sample_rate = check_sample_rate(sample_rate)
         self.segment_samples = int(round(segment_seconds * self.sample_rate))
         self.crop: CropMode = crop or ("random" if split == "train" else "start")
+        self.speed_factor = speed_factor
         self.entries = [e for e in read_manifest(manifest, split, check_files)
                         if e.duration >= min_duration and selected(e, include, exclude)]
         if not self.entries:
@@ -192,8 +195,10 @@ class AudioSegmentDataset(Dataset):
     def load_segment(self, entry: ManifestEntry) -> Tuple[torch.Tensor, int]:
         """Read a crop of ``entry`` (only the needed frames); returns ``[1, segment]`` and the valid length."""
         path = self.root / entry.path
+        # Speed perturbation reads ``factor`` times the crop and plays it back that much faster.
+        factor = self.speed_factor() if self.speed_factor is not None else 1.0
         # Read in the file's own time base, then resample just the crop.
-        wanted = math.ceil(self.segment_samples * entry.sample_rate / self.sample_rate)
+        wanted = math.ceil(self.segment_samples * factor * entry.sample_rate / self.sample_rate)
         available = int(round(entry.duration * entry.sample_rate))
         start = self._offset(available, wanted)
         try:
@@ -202,7 +207,7 @@ class AudioSegmentDataset(Dataset):
             raise AudioError(f"cannot read {path}: {err}") from None
         if data.shape[0] == 0:
             raise AudioError(f"{path} returned no samples at offset {start}")
-        wav = prepare_waveform(data.T, file_rate, self.sample_rate)[0]
+        wav = prepare_waveform(data.T, file_rate, int(round(self.sample_rate / factor)))[0]
         valid = min(wav.shape[-1], self.segment_samples)
         out = torch.zeros(1, self.segment_samples)
         out[:, :valid] = wav[:, :valid]
