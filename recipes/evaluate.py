@@ -15,10 +15,13 @@ Writes ``OUT/README.md`` (tables), ``OUT/results.json`` (every number) and PNG f
   amplitude fixed at the mel's pseudo-inverse (from random phase and from PGHI), with synthesis time;
 * **learning curves** from the CSV logs of the training runs given with ``--runs``.
 
-Clip sets (fixed, drawn by a hash of the file path so reruns score the same clips):
-``speech, unseen speakers`` is warzone2100's English voice messages and briefings, a source the
-shipped models never trained on; ``speech, seen speakers`` is the tuxpaint validation split (other
-recordings of voices seen in training); ``music`` and ``effects`` are validation splits.
+Clip sets (fixed, drawn by a hash of the file path so reruns score the same clips), each reported
+separately. Three whole speech sources are held out of the codec's training (:data:`HELD_OUT_SPEECH`,
+which the codec recipes exclude): warzone2100's English voice messages and briefings, fillets-ng's
+Czech character dialogue (Vorbis at 22 kHz) and Asterisk's Russian telephone prompts (G.722).
+``speech, in-domain`` is the validation split of the training speech sources (other recordings of
+voices seen in training); ``music`` and ``effects`` are validation splits. The **level sweep**
+scores the codec on the held-out speech at several input levels (RMS in dBFS, peak-limited).
 """
 
 from __future__ import annotations
@@ -66,14 +69,24 @@ class ClipSet:
     min_seconds: float = 2.0
 
 
-CLIP_SETS = (
-    ClipSet("speech, unseen speakers", ("warzone2100-data/audio/memressp", "warzone2100-data/audio/tutorial",
-                                        "warzone2100-data/sequenceaudio"), None, True, 24),
-    ClipSet("speech, seen speakers", ("tuxpaint-stamps-default/",), "valid", True, 24),
+# Whole sources the codec never trains on (the recipes' data.exclude lists them; a test checks it).
+HELD_OUT_SPEECH = {
+    "speech, held out: warzone2100 (English, game voice messages)": (
+        "warzone2100-data/audio/memressp", "warzone2100-data/audio/tutorial", "warzone2100-data/sequenceaudio"),
+    "speech, held out: fillets-ng (Czech, character dialogue)": ("fillets-ng-data-cs/",),
+    "speech, held out: Asterisk ru (Russian, G.722 telephone prompts)": ("asterisk-core-sounds-ru-g722/",),
+}
+HELD_OUT_SOURCES = ("warzone2100-data", "fillets-ng-data-cs", "asterisk-core-sounds-ru-g722")
+
+CLIP_SETS = tuple(ClipSet(name, include, None, True, 24, 1.5) for name, include in HELD_OUT_SPEECH.items()) + (
+    ClipSet("speech, in-domain (validation split)", ("tuxpaint-stamps-default/", "flight-of-the-amazon-queen/",
+                                                     "asterisk-core-sounds-fr-g722/"), "valid", True, 24),
     ClipSet("music", ("widelands-data/music", "wesnoth", "warzone2100-music"), "valid", False, 8),
     ClipSet("effects", ("ufoai-sound/", "widelands-data/sound", "wordwarvi-sound/", "hydrogen-drumkits",
                         "megaglest-data/tilesets", "sonic-pi-samples/"), "valid", False, 12, 1.0),
 )
+LEVELS_DB = (-35.0, -25.0, -20.0, -15.0, -10.0)  # input RMS levels of the level sweep
+LEVEL_PEAK = 0.99
 
 
 def choose_clips(manifest: Path, clip_set: ClipSet, max_seconds: float) -> List[Tuple[str, torch.Tensor]]:
@@ -129,8 +142,23 @@ def codec2(mode: int) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
             _run(["c2enc", str(mode), str(raw), str(bits)])
             _run(["c2dec", str(mode), str(bits), str(out)])
             decoded = np.frombuffer(out.read_bytes(), dtype="<i2").astype(np.float32) / 32768
-        return resample(torch.from_numpy(decoded.copy())[None], 8000, SAMPLE_RATE)
+        return align(wav, resample(torch.from_numpy(decoded.copy())[None], 8000, SAMPLE_RATE))
     return code
+
+
+def align(reference: torch.Tensor, estimate: torch.Tensor, max_lag: int = SAMPLE_RATE // 20) -> torch.Tensor:
+    """``estimate`` shifted by the lag (at most ``max_lag`` samples, either way) that best matches
+    ``reference`` by cross-correlation, padded with zeros: a codec's algorithmic delay is not an error."""
+    n = min(reference.shape[-1], estimate.shape[-1])
+    size = 1 << (2 * n - 1).bit_length()
+    spectrum = torch.fft.rfft(reference[..., :n], size) * torch.fft.rfft(estimate[..., :n], size).conj()
+    correlation = torch.fft.irfft(spectrum, size)[0]
+    lags = torch.cat([correlation[: max_lag + 1], correlation[-max_lag:]])
+    best = int(lags.argmax())
+    lag = best if best <= max_lag else best - 2 * max_lag - 1  # > 0: the estimate lags behind
+    if lag > 0:
+        return torch.nn.functional.pad(estimate[..., lag:], (0, lag))
+    return torch.nn.functional.pad(estimate, (-lag, 0))[..., : estimate.shape[-1]]
 
 
 # ----------------------------------------------------------------------------------------- scoring
@@ -146,6 +174,32 @@ def score(reference: torch.Tensor, estimate: torch.Tensor, speech: bool, metrics
     if speech:
         metrics.add("pesq", optional_metric(pesq_wideband, ref, est, SAMPLE_RATE))
         metrics.add("stoi", stoi(ref, est, SAMPLE_RATE))
+
+
+def set_level(wav: torch.Tensor, rms_db: float, peak: float = LEVEL_PEAK) -> torch.Tensor:
+    """``wav`` scaled to ``rms_db`` dBFS RMS, then scaled down if its peak would exceed ``peak``."""
+    rms = wav.pow(2).mean().sqrt().clamp_min(1e-8)
+    out = wav * (10.0 ** (rms_db / 20.0) / rms)
+    top = out.abs().max()
+    return out * (peak / top) if top > peak else out
+
+
+def evaluate_levels(codec: Codec, clips: Dict[ClipSet, list], levels: Sequence[float] = LEVELS_DB
+                    ) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """The codec at its highest bitrate on each held-out speech set, the input set to each level:
+    ``{set name: {"-20 dBFS": {metric: mean}}}`` (each clip scored against its level-set self)."""
+    results: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for clip_set, items in clips.items():
+        if clip_set.name not in HELD_OUT_SPEECH:
+            continue
+        results[clip_set.name] = {}
+        for level in levels:
+            metrics = MetricAverager()
+            for _, wav in tqdm(items, desc=f"{level:g} dBFS on {clip_set.name}", leave=False):
+                wav = set_level(wav, level)
+                score(wav, codec.decode(codec.encode(wav, SAMPLE_RATE))[0], True, metrics)
+            results[clip_set.name][f"{level:g} dBFS"] = metrics.means()
+    return results
 
 
 def evaluate_codec(codec: Codec, clips: Dict[ClipSet, list]) -> Dict[str, Dict[str, Dict[str, float]]]:
@@ -171,9 +225,10 @@ def evaluate_codec(codec: Codec, clips: Dict[ClipSet, list]) -> Dict[str, Dict[s
     return results
 
 
-# Copy synthesis is scored on held-out speakers only: the curve has 6 iteration counts x 4 starts
-# per clip, and speakers the vocoder never heard are the harder, more honest case.
-VOCODER_SETS = ("speech, unseen speakers",)
+# The whole refinement curve (iteration counts x starts) runs on the first held-out speech set; the
+# other speech sets get the default decode and the Griffin-Lim baselines.
+CURVE_SET = next(iter(HELD_OUT_SPEECH))
+DEFAULT_METHOD = "pghi start, 8 it"
 
 
 def evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: Sequence[int]
@@ -181,16 +236,27 @@ def evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: S
     """Copy synthesis from the mel on the speech sets: ``{set: {method: metrics + rtf}}``.
 
     Every start goes through ``Vocoder.decode(mel, refine=k, start=...)``, so the curve measures the
-    API users call. ``rtf`` is synthesis CPU seconds per second of audio (one thread), the mel
-    analysis excluded; PGHI's one-off compilation is done before timing.
+    API users call. ``rtf`` is synthesis wall-clock seconds per second of audio with torch on one
+    thread, the mel analysis excluded; PGHI's one-off compilation is done before timing.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _evaluate_vocoder(vocoder, clips, iterations)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: Sequence[int]
+                      ) -> Dict[str, Dict[str, Dict[str, float]]]:
     c = vocoder.config.mel
     refiner, mel_frontend = vocoder.refiner, vocoder.mel_spectrogram
     pghi_phase(torch.zeros(1, c.n_fft // 2 + 1, 4), c.win_length, c.hop_length)  # compile (or load) once
     results: Dict[str, Dict[str, Dict[str, float]]] = {}
     for clip_set, items in clips.items():
-        if clip_set.name not in VOCODER_SETS:
+        if not clip_set.speech:
             continue
+        curve = clip_set.name == CURVE_SET
         methods: Dict[str, MetricAverager] = {}
         seconds: Dict[str, float] = {}
         audio_seconds = 0.0
@@ -201,14 +267,17 @@ def evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: S
             prior = mel_frontend.pseudo_inverse(mel)
 
             def run(name: str, synthesise: Callable[[], torch.Tensor]) -> None:
-                start = time.process_time()
+                start = time.perf_counter()
                 out = synthesise()
-                seconds[name] = seconds.get(name, 0.0) + time.process_time() - start
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
                 score(wav, out[0], True, methods.setdefault(name, MetricAverager()))
 
-            for k in iterations:
-                for start in PHASE_STARTS:
-                    run(f"{start} start, {k} it", lambda k=k, start=start: vocoder.decode(mel, refine=k, start=start))
+            if curve:
+                for k in iterations:
+                    for start in PHASE_STARTS:
+                        run(f"{start} start, {k} it", lambda k=k, start=start: vocoder.decode(mel, refine=k, start=start))
+            else:
+                run(DEFAULT_METHOD, lambda: vocoder.decode(mel))
             generator = torch.Generator().manual_seed(0)
             run("Griffin-Lim 32 it (fixed amplitude, random start)",
                 lambda: refiner(torch.exp(prior), None, 32, generator=generator))
@@ -421,6 +490,7 @@ CODEC_COLUMNS = (("kbit/s", "kbps", "g"), ("PESQ-wb", "pesq", ".2f"), ("STOI", "
                  ("SI-SDR dB", "si_sdr", ".1f"))
 VOCODER_COLUMNS = (("PESQ-wb", "pesq", ".2f"), ("STOI", "stoi", ".3f"), ("mel dist.", "mel_distance", ".3f"),
                    ("RTF (1 thread)", "rtf", ".4f"))
+LEVEL_COLUMNS = (("PESQ-wb", "pesq", ".2f"), ("STOI", "stoi", ".3f"), ("mel dist.", "mel_distance", ".3f"))
 
 
 def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: List[str]) -> None:
@@ -436,6 +506,12 @@ def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: L
         for set_name, systems in results["codec"].items():
             lines += [f"### {set_name}", ""] + _table(systems, CODEC_COLUMNS) + [""]
         lines += ["![spectrograms](spectrograms.png)", ""]
+    if "levels" in results:
+        lines += ["## Input level sweep (codec at its highest bitrate, held-out speech)", "",
+                  "Each clip set to the RMS level in dBFS (scaled down where its peak would pass "
+                  f"{LEVEL_PEAK}) and scored against itself at that level.", ""]
+        for set_name, levels in results["levels"].items():
+            lines += [f"### {set_name}", ""] + _table(levels, LEVEL_COLUMNS) + [""]
     if "vocoder" in results:
         lines += ["## Vocoder copy synthesis (from the 80-band mel)", "",
                   "Mel-consistent refinement from three starts, and fast Griffin-Lim with the amplitude "
@@ -498,10 +574,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     results: dict = {}
     if previous.is_file():  # keep the sections this run skips
         kept = json.loads(previous.read_text())
-        results = {section: kept[section] for section in args.skip if section in kept}
+        keep = [name for section in args.skip for name in ((section, "levels") if section == "codec" else (section,))]
+        results = {name: kept[name] for name in keep if name in kept}
     with torch.inference_mode():
         if codec is not None:
             results["codec"] = evaluate_codec(codec, clips)
+            results["levels"] = evaluate_levels(codec, clips)
             bitrate_figure(results["codec"], args.out)
             first = next(iter(clips.values()))
             spectrogram_figure(codec, first[:3], args.out)

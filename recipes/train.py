@@ -39,6 +39,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from vocoder.checkpoint import differing_fields
 
 from .config import RecipeConfigError, load_recipe_config
+from .precision import resolve_precision
 
 # Lightning suggests saving pre-step weights for manual optimisation; our checkpoints are post-step by design.
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
@@ -233,6 +234,7 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
     # None switches validation to step intervals.
     t = {k: v for k, v in config["trainer"].items() if v is not None or k == "check_val_every_n_epoch"}
     every = t.pop("checkpoint_every_n_steps")
+    t["precision"] = resolve_precision(t["precision"], t.get("accelerator", "auto"))
     max_time = t.pop("max_time", None)
     export_half = config["export"]["half"]
     checkpoints = output / "checkpoints"
