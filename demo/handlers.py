@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from generation.sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING, SamplingParams
-from vocoder.audio import AudioError, load_audio, normalize_loudness, prepare_waveform, save_audio
+from vocoder.audio import AudioError, load_audio, prepare_waveform, save_audio
 from vocoder.model import REFINE_BEST
 
 from .models import DemoModels
@@ -273,10 +273,10 @@ class DemoHandlers:
 
     def _generation_result(self, wav: torch.Tensor, stem: str, summary: str, seed: int,
                            marker_seconds: Optional[float] = None) -> GenerationResult:
-        """Save the first item of ``wav [B, 1, T]`` at the training corpus's level (-20 dBFS RMS; the
-        codec decodes quieter) and draw it; random weights get a note."""
+        """Save the first item of ``wav [B, 1, T]`` as the generator returns it (by default at the
+        training corpus's level, -20 dBFS RMS) and draw it; random weights get a note."""
         sample_rate = self.models.generator.sample_rate
-        audio = normalize_loudness(wav[0, 0].float().cpu())
+        audio = wav[0, 0].float().cpu()
         path = self.workspace.new_file(stem, ".wav")
         save_audio(path, audio, sample_rate)
         if not self.models.generator_trained:

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from codec import Codec, CodecConfig
-from vocoder.audio import ArrayLike, prepare_waveform
+from vocoder.audio import CORPUS_RMS_DB, ArrayLike, normalize_loudness, prepare_waveform
 from vocoder.checkpoint import CheckpointError
 from vocoder.cli import seeded
 
@@ -136,7 +136,8 @@ class AudioGen:
 
     def generate(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF,
                  temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p, seed: Optional[int] = None,
-                 progress: Progress = False, extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
+                 progress: Progress = False, extend_stride: Optional[float] = None,
+                 target_db: Optional[float] = CORPUS_RMS_DB, **unknown) -> torch.Tensor:
         """Audio ``[B, 1, T]`` at :attr:`sample_rate` for each description (``T = frames * hop``).
 
         ``descriptions`` is a list of texts (a single string is one); an empty list or a blank text
@@ -146,11 +147,14 @@ class AudioGen:
         ``temperature = 0`` is greedy. The same ``seed`` gives the same audio. ``progress`` is
         ``True`` for a tqdm bar or a callable ``(generated_steps, total_steps)``.
         ``extend_stride`` (seconds, default half the context) is the hop of the sliding window
-        used beyond :attr:`max_duration`.
+        used beyond :attr:`max_duration`. ``target_db`` is each item's RMS level in dBFS, lowered
+        where its peak would pass 0.95: by default the training corpus's -20 dBFS, as the CLI and the
+        demo write it; ``None`` keeps the level the codec decodes (a few dB quieter).
         """
+        check_target_db(target_db)
         tokens = self.generate_tokens(descriptions, duration, cfg_coef, temperature, top_k, top_p, seed,
                                       progress, extend_stride, **unknown)
-        return self.codec.decode(tokens)
+        return set_level(self.codec.decode(tokens), target_db)
 
     def generate_tokens(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF,
                         temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p, seed: Optional[int] = None,
@@ -165,19 +169,22 @@ class AudioGen:
                               descriptions: Union[None, str, Sequence[str]] = None, duration: float = 5.0,
                               cfg_coef: float = DEFAULT_CFG_COEF, temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p,
                               seed: Optional[int] = None, progress: Progress = False,
-                              extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
+                              extend_stride: Optional[float] = None, target_db: Optional[float] = CORPUS_RMS_DB,
+                              **unknown) -> torch.Tensor:
         """Continue ``prompt`` (``[T]``, ``[C, T]`` or ``[B, C, T]``, any rate) up to ``duration`` seconds in all.
 
         The prompt, cut to whole codec frames (:meth:`encode_prompt`), is encoded with the codec and
         its tokens are kept unchanged at the start of the output, which is re-synthesised by the codec.
         Without ``descriptions`` generation is unconditional (and guidance is off); a single prompt may
-        be continued for several descriptions. Other arguments as :meth:`generate`.
+        be continued for several descriptions. Other arguments (``target_db``: the whole output's
+        level, prompt included) as :meth:`generate`.
         """
         _reject_unknown(unknown)
+        check_target_db(target_db)
         codes = self.encode_prompt(prompt, prompt_sample_rate)
         tokens = self.generate_continuation_tokens(codes, descriptions, duration, cfg_coef, temperature, top_k, top_p,
                                                    seed, progress, extend_stride)
-        return self.codec.decode(tokens)
+        return set_level(self.codec.decode(tokens), target_db)
 
     def encode_prompt(self, prompt: ArrayLike, prompt_sample_rate: int) -> torch.Tensor:
         """Tokens ``[B, K, P]`` of ``prompt`` (any layout and rate) cut to whole codec frames,
@@ -303,6 +310,22 @@ def check_codec_reference(path: Path, codec: Codec,
         raise CheckpointError(f"{path} is not a codec reference ({type(err).__name__}: {err})") from None
     if not codec.matches_fingerprint(wanted):
         raise CheckpointError(f"{mismatch} ({path})")
+
+
+def check_target_db(target_db: Optional[float]) -> None:
+    """Raise ValueError unless ``target_db`` is ``None`` or a finite level in dBFS."""
+    if target_db is None:
+        return
+    if isinstance(target_db, bool) or not isinstance(target_db, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(target_db):
+        raise ValueError(f"target_db must be an RMS level in dBFS or None, got {target_db!r}")
+
+
+def set_level(wav: torch.Tensor, target_db: Optional[float]) -> torch.Tensor:
+    """Each item of ``wav [B, 1, T]`` at ``target_db`` dBFS RMS, peak at most 0.95 (``None``: unchanged)."""
+    if target_db is None:
+        return wav
+    return torch.stack([normalize_loudness(item, float(target_db)) for item in wav])
 
 
 def _reject_unknown(unknown: dict) -> None:

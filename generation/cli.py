@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from vocoder.audio import load_audio, normalize_loudness, save_audio
+from vocoder.audio import CORPUS_RMS_DB, load_audio, save_audio
 from vocoder.cli import OneLineParser, check_input_file, check_output_path, write_atomically
 
 from .audiogen import AudioGen
@@ -29,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", type=Path, default=None, help="model directory with lm/ and codec/ or codec.json (default: shipped)")
     source.add_argument("--random-init", action="store_true", help="small random-weight model (noise; tests the pipeline)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
-    parser.add_argument("--raw-level", action="store_true",
-                        help="write the level the codec decodes (default: -20 dBFS RMS, peak at most 0.95, as the "
-                             "training corpus; the shipped codec decodes several dB quieter)")
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("--target-db", type=float, default=CORPUS_RMS_DB,
+                       help=f"RMS level in dBFS, peak at most 0.95 (default {CORPUS_RMS_DB:g}, the training corpus's)")
+    level.add_argument("--raw-level", action="store_true",
+                       help="write the level the codec decodes (the shipped codec decodes several dB quieter)")
     return parser
 
 
@@ -43,14 +45,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         check_output_path(args.output, inputs=[args.prompt] if args.prompt else [])
         gen = AudioGen.random_init() if args.random_init else AudioGen.from_pretrained(args.model)
         params = dict(duration=args.duration, cfg_coef=args.cfg, temperature=args.temperature, top_k=args.top_k,
-                      top_p=args.top_p, seed=args.seed, progress=args.progress)
+                      top_p=args.top_p, seed=args.seed, progress=args.progress,
+                      target_db=None if args.raw_level else args.target_db)
         if args.prompt is not None:
             prompt, rate = load_audio(args.prompt)
             wav = gen.generate_continuation(prompt, rate, [args.description], **params)
         else:
             wav = gen.generate([args.description], **params)
-        audio = wav[0] if args.raw_level else normalize_loudness(wav[0])
-        write_atomically(args.output, lambda path: save_audio(path, audio, gen.sample_rate))
+        write_atomically(args.output, lambda path: save_audio(path, wav[0], gen.sample_rate))
     except (ValueError, OSError) as err:  # AudioError, CheckpointError, ConditionerError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -158,3 +158,40 @@ def test_a_continuation_prompt_does_not_end_in_a_fade(shipped, monkeypatch):
         dip = level(out[-10 * hop:-hop]) - level(out[-hop:])
         assert dip < 4.0, f"{name}: the prompt's last frame is {float(dip):.1f} dB below the frames before it"
         assert out.shape[-1] == frames * hop
+
+
+# ------------------------------------------------------------------------------------- loudness
+
+
+def rms_db(wav: torch.Tensor) -> float:
+    return float(20 * torch.log10(wav.pow(2).mean().sqrt()))
+
+
+def at_level(wav: torch.Tensor, target_db: float) -> bool:
+    """At ``target_db`` dBFS RMS, or lower with its peak at 0.95."""
+    return abs(rms_db(wav) - target_db) < 0.05 or (rms_db(wav) < target_db and abs(float(wav.abs().max()) - 0.95) < 1e-3)
+
+
+def test_library_cli_and_demo_return_the_same_level(tmp_path):
+    from demo import DemoHandlers, DemoLimits, DemoModels, Workspace
+    from generation.cli import main
+
+    torch.manual_seed(0)
+    gen = AudioGen(AudioLanguageModel(TINY_LM), Codec(TINY_CODEC))
+    batch = gen.generate(["wind", "a bell"], duration=0.5, seed=3)
+    assert all(at_level(item, -20.0) for item in batch)  # each item on its own
+    raw = gen.codec.decode(gen.generate_tokens(["wind", "a bell"], duration=0.5, seed=3))
+    assert torch.equal(gen.generate(["wind", "a bell"], duration=0.5, seed=3, target_db=None), raw)
+    assert at_level(gen.generate(["wind"], duration=0.5, seed=3, target_db=-30.0)[0], -30.0)
+    assert at_level(gen.generate_continuation(raw[:1], SR, duration=0.8, seed=3)[0], -20.0)
+    with pytest.raises(ValueError, match="target_db"):
+        gen.generate(["wind"], duration=0.5, target_db=float("nan"))
+
+    assert main(["wind", "-o", str(tmp_path / "cli.wav"), "--model", str(gen.save_pretrained(tmp_path / "gen")),
+                 "--duration", "0.5", "--seed", "3", "--top-k", "5"]) == 0
+    models = DemoModels(gen, gen.codec, "test", "test", generator_trained=False, codec_trained=False)
+    demo = DemoHandlers(models, DemoLimits(), Workspace(tmp_path / "demo"))
+    shown = demo.generate("wind", duration=0.5, top_k=5, seed=3, random_seed=False).audio
+    library = gen.generate(["wind"], duration=0.5, seed=3, top_k=5)  # the tiny codebooks hold 16 entries
+    for written in (tmp_path / "cli.wav", shown):
+        torch.testing.assert_close(load_audio(written)[0], library[0], atol=2e-4, rtol=0)  # 16-bit files

@@ -197,7 +197,11 @@ def trim_silence(wav: torch.Tensor, sample_rate: int, threshold_db: float = -40.
     return wav[:, start:end]
 
 
-def normalize_loudness(wav: torch.Tensor, target_rms_db: float = -20.0, peak: float = 0.95) -> torch.Tensor:
+CORPUS_RMS_DB = -20.0  # the training corpus's level (recipes.prepare_data), and generated audio's by default
+CORPUS_PEAK = 0.95
+
+
+def normalize_loudness(wav: torch.Tensor, target_rms_db: float = CORPUS_RMS_DB, peak: float = CORPUS_PEAK) -> torch.Tensor:
     """Scale to ``target_rms_db`` dBFS RMS, or less if that would push the peak above ``peak``."""
     rms = float(wav.pow(2).mean().sqrt())
     top = float(wav.abs().max())
