@@ -154,8 +154,8 @@ def align(reference: torch.Tensor, estimate: torch.Tensor, max_lag: int = SAMPLE
     spectrum = torch.fft.rfft(reference[..., :n], size) * torch.fft.rfft(estimate[..., :n], size).conj()
     correlation = torch.fft.irfft(spectrum, size)[0]
     lags = torch.cat([correlation[: max_lag + 1], correlation[-max_lag:]])
-    best = int(lags.argmax())
-    lag = best if best <= max_lag else best - 2 * max_lag - 1  # > 0: the estimate lags behind
+    best = int(lags.argmax())  # correlation[k] peaks where estimate[n] = reference[n + k]
+    lag = -(best if best <= max_lag else best - 2 * max_lag - 1)  # > 0: the estimate lags behind
     if lag > 0:
         return torch.nn.functional.pad(estimate[..., lag:], (0, lag))
     return torch.nn.functional.pad(estimate, (-lag, 0))[..., : estimate.shape[-1]]
