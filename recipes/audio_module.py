@@ -25,7 +25,8 @@ from torchmetrics import MeanMetric
 from vocoder.checkpoint import config_from_dict, config_to_dict
 from vocoder.discriminators import DiscriminatorConfig, Discriminators
 from vocoder.losses import LossWeights, adversarial_discriminator_loss
-from vocoder.metrics import mel_distance, optional_metric, pesq_wideband, si_sdr, stoi
+from vocoder.metrics import (SPEECH_METRIC_PACKAGES, MetricUnavailable, mel_distance, optional_metric,
+                             pesq_wideband, require_package, si_sdr, stoi)
 
 from .augment import AugmentConfig, AugmentedDataset, draw_speed
 from .config import RecipeConfigError
@@ -136,6 +137,12 @@ class AudioGanModule(L.LightningModule):
                                                      "discriminators")
         self.discriminators = Discriminators(self.discriminator_config)
         self.validation_means = ValidationMeans(self.validation_metric_names())
+        if config["data"]["speech"]:  # fail now, not at the first validation hours into a run
+            try:
+                for metric in SPEECH_METRIC_PACKAGES:
+                    require_package(metric)
+            except MetricUnavailable as err:
+                raise RecipeConfigError(f"data.speech: true reports PESQ and STOI, but {err}") from None
 
     @property
     def training_fields(self) -> Tuple[str, ...]:

@@ -25,3 +25,32 @@ def test_set_level_hits_the_rms_unless_the_peak_would_pass_the_limit():
     assert abs(20 * torch.log10(quiet.pow(2).mean().sqrt()) + 35.0) < 0.01
     loud = set_level(tone, -1.0)  # a sine at -1 dBFS RMS peaks at +2 dBFS: limited
     assert loud.abs().max() <= 0.99 + 1e-6
+
+
+def test_a_missing_metric_package_is_said_not_skipped(monkeypatch):
+    import sys
+
+    import pytest
+
+    from vocoder.metrics import MetricUnavailable, optional_metric, pesq_wideband
+
+    monkeypatch.setitem(sys.modules, "pesq", None)  # as if not installed: importing it raises
+    speech = torch.randn(1, 16000) * 0.1
+    with pytest.raises(MetricUnavailable, match="pip install pesq"):
+        optional_metric(pesq_wideband, speech, speech, 16000)
+    # A metric that fails on its input (a silent clip) still just does not count.
+    assert optional_metric(lambda *a: 1 / 0, speech) is None
+
+
+def test_a_speech_recipe_without_its_metric_packages_fails_before_training(monkeypatch):
+    import sys
+
+    import pytest
+
+    from recipes.codec_module import CodecModule
+    from recipes.config import RecipeConfigError, load_recipe_config
+
+    monkeypatch.setitem(sys.modules, "pystoi", None)
+    config = load_recipe_config("codec", smoke=True, overrides=["data.speech=true"])
+    with pytest.raises(RecipeConfigError, match="pystoi"):
+        CodecModule(config)

@@ -7,8 +7,9 @@ that need them raise ``ImportError`` with the package name when they are missing
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -61,9 +62,27 @@ def _speech_pair(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: i
     return reference.cpu().numpy().astype(np.float64), estimate.cpu().numpy().astype(np.float64)
 
 
+SPEECH_METRIC_PACKAGES = {"pesq": "pesq", "stoi": "pystoi"}  # metric -> the package that computes it
+
+
+class MetricUnavailable(ImportError):
+    """A metric's package is not installed."""
+
+
+def require_package(metric: str) -> Any:
+    """The module that computes ``metric`` ("pesq" or "stoi"), or :class:`MetricUnavailable` saying
+    how to install it: a missing package must never make a metric silently disappear from a report."""
+    package = SPEECH_METRIC_PACKAGES[metric]
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise MetricUnavailable(f"{metric.upper()} needs the {package!r} package: pip install {package} "
+                                f"(./setup.sh test installs it)") from None
+
+
 def pesq_wideband(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> float:
     """Wide-band PESQ (at 16 kHz, resampled if needed), averaged over the batch."""
-    from pesq import pesq
+    pesq = require_package("pesq").pesq
 
     ref, est = _speech_pair(reference, estimate, sample_rate, 16_000)
     return float(np.mean([pesq(16_000, r, e, "wb") for r, e in zip(ref, est)]))
@@ -71,7 +90,7 @@ def pesq_wideband(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: 
 
 def stoi(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> float:
     """Short-time objective intelligibility (0..1), averaged over the batch."""
-    from pystoi import stoi as _stoi
+    _stoi = require_package("stoi").stoi
 
     ref, est = _speech_pair(reference, estimate, sample_rate, 16_000)
     return float(np.mean([_stoi(r, e, 16_000, extended=False) for r, e in zip(ref, est)]))
@@ -79,9 +98,11 @@ def stoi(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> f
 
 def optional_metric(metric: Callable[..., float], *args) -> Optional[float]:
     """``metric(*args)``, or None where it fails: PESQ fails on silent or too-short clips, which
-    then simply do not count (:class:`MetricAverager` skips None)."""
+    then simply do not count (:class:`MetricAverager` skips None). A missing package is raised."""
     try:
         return metric(*args)
+    except MetricUnavailable:
+        raise
     except Exception:  # noqa: BLE001 - the metric packages raise bare Exceptions
         return None
 
