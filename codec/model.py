@@ -14,7 +14,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,12 +25,12 @@ from tqdm.auto import tqdm
 
 from vocoder.audio import ArrayLike, prepare_waveform
 from vocoder.checkpoint import Pretrained, config_to_dict
+from vocoder.chunking import ChunkSpan, chunk_spans
 from vocoder.model import Vocoder
 from vocoder.modules import AmplitudePhaseHead, Backbone, SpectrumPrediction
 
 from . import bitstream
 from .bitstream import BitstreamError, StreamHeader
-from .chunking import ChunkSpan, chunk_spans
 from .config import CodecConfig
 from .quantizer import GroupResidualQuantizer
 from .spectral import MelDecoder, MelEncoder
@@ -191,12 +191,9 @@ class Codec(nn.Module, Pretrained):
 
     # -------------------------------------------------------------------------------------- training
 
-    def _synthesise(self, latent: torch.Tensor, refine: Optional[int] = None
-                    ) -> Tuple[torch.Tensor, Optional[SpectrumPrediction]]:
-        """Quantized latent ``[B, D, F]`` -> waveform ``[B, 1, F * hop]`` (and spectra, frame decoder).
-        ``refine``: phase refinement iterations of the spectral codec's vocoder (None: its default)."""
-        if self.vocoder is not None:
-            return self.vocoder.decode(self.decoder(latent), refine=refine), None
+    def _synthesise(self, latent: torch.Tensor) -> Tuple[torch.Tensor, Optional[SpectrumPrediction]]:
+        """Quantized latent ``[B, D, F]`` -> waveform ``[B, 1, F * hop]`` (and spectra, frame decoder)
+        of the waveform codec; the spectral codec synthesises in :meth:`_decode_spectral`."""
         if isinstance(self.decoder, FrameDecoder):
             spectrum = self.decoder(latent)
             return spectrum.waveform, spectrum
@@ -291,18 +288,34 @@ class Codec(nn.Module, Pretrained):
         return refine
 
     def _decode(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int] = None) -> torch.Tensor:
-        batch, _, num_frames = codes.shape
-        hop, device = self.hop_length, self.device
-        audio = torch.empty(batch, 1, num_frames * hop, device=device)  # a normal tensor, as in _encode
-        with self._evaluating(), torch.inference_mode():
-            for span in self._chunks(num_frames, self.config.chunking.decode_context, progress, "decoding"):
-                latent = self.quantizer.decode(codes[..., span.context_start:span.context_stop].to(device))
-                wav, _ = self._synthesise(latent, refine)
-                keep = wav[..., span.offset * hop:(span.offset + span.stop - span.start) * hop]
-                audio[..., span.start * hop:span.stop * hop] = keep
+        if self.vocoder is not None:
+            audio = self._decode_spectral(codes, progress, refine)
+        else:
+            audio = self._decode_frames(codes, progress, 1, self.hop_length, lambda latent: self._synthesise(latent)[0])
         if not torch.isfinite(audio).all():
             raise ValueError("the decoder produced NaN or infinite samples (damaged weights?)")
         return audio
+
+    def _decode_frames(self, codes: torch.Tensor, progress: Optional[bool], channels: int, scale: int,
+                       decode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``decode`` (latent ``[B, D, F]`` -> ``[B, channels, F * scale]``) chunk by chunk with context."""
+        batch, _, num_frames = codes.shape
+        out = torch.empty(batch, channels, num_frames * scale, device=self.device)  # a normal tensor, as in _encode
+        with self._evaluating(), torch.inference_mode():
+            for span in self._chunks(num_frames, self.config.chunking.decode_context, progress, "decoding"):
+                latent = self.quantizer.decode(codes[..., span.context_start:span.context_stop].to(self.device))
+                keep = decode(latent)[..., span.offset * scale:(span.offset + span.stop - span.start) * scale]
+                out[..., span.start * scale:span.stop * scale] = keep
+        return out
+
+    def _decode_spectral(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int]) -> torch.Tensor:
+        """The spectral codec's decode: the log-mel chunk by chunk, then the vocoder, whose blocks
+        carry the phase across, so chunked decoding equals decoding the whole signal at once."""
+        downsample = self.config.spectral.downsample
+        mel = self._decode_frames(codes, progress, self.vocoder.n_mels, downsample, self.decoder)
+        with self._evaluating():
+            return self.vocoder.decode(mel, refine=refine, chunk_frames=self.config.chunking.frames * downsample,
+                                       progress=progress)
 
     def compress(self, wav: ArrayLike, sample_rate: int, num_codebooks: Optional[int] = None,
                  progress: Optional[bool] = None) -> bytes:

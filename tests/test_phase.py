@@ -77,6 +77,17 @@ def test_pghi_is_a_better_start_than_random_phase(setup):
     assert from_pghi < 0.6 * from_random
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pghi_runs_on_the_magnitude_device(setup):
+    c, _, _, _, spectrum = setup
+    log_magnitude = torch.log(spectrum.abs().clamp(min=1e-5))
+    on_cpu = pghi_phase(log_magnitude, c.win_length, c.hop_length)
+    on_gpu = pghi_phase(log_magnitude.cuda(), c.win_length, c.hop_length)
+    assert on_gpu.is_cuda
+    difference = torch.remainder(on_gpu.cpu() - on_cpu + torch.pi, 2 * torch.pi) - torch.pi
+    assert difference.abs().max() < 1e-2
+
+
 def test_refiner_rejects_bad_arguments(setup):
     c, _, refiner, _, spectrum = setup
     magnitude = spectrum.abs()

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .audio import ArrayLike, prepare_waveform
 from .checkpoint import Pretrained
+from .chunking import ChunkSpan, chunk_spans
 from .modules import AmplitudePhaseHead, Backbone, BackboneConfig, SpectrumPrediction
-from .phase import PhaseRefiner, pghi_phase
+from .phase import PhaseRefiner, PhaseState, pghi_phase
 from .spectral import MelConfig, MelSpectrogram
 
 DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
@@ -32,6 +34,8 @@ REFINE_BEST = 64
 # speech it beat the CPU-trained network's phase at every iteration count (reports/).
 PHASE_STARTS = ("network", "pghi", "random")
 DEFAULT_PHASE_START = "pghi"
+# Mel frames decoded per block (10 s at 16 kHz): bounds the refinement's memory on long inputs.
+CHUNK_FRAMES = 1000
 # Natural-log mels of audio in [-1, 1] lie within about log(1e-5) = -11.5 .. 6; far outside this a
 # "mel" is in other units (dB, log10) or corrupt, and the network would output NaN or noise.
 MEL_RANGE = (-40.0, 20.0)
@@ -146,7 +150,8 @@ class Vocoder(nn.Module, Pretrained):
         return self.mel_spectrogram(wav)
 
     @torch.no_grad()
-    def decode(self, mel: torch.Tensor, refine: Optional[int] = None, start: Optional[str] = None) -> torch.Tensor:
+    def decode(self, mel: torch.Tensor, refine: Optional[int] = None, start: Optional[str] = None,
+               chunk_frames: Optional[int] = None, progress: Optional[bool] = False) -> torch.Tensor:
         """Waveform ``[B, 1, N * hop]`` at :attr:`sample_rate` from log-mel ``[B, n_mels, N]`` or ``[n_mels, N]``.
 
         ``refine`` is the number of mel-consistent fast Griffin-Lim iterations run after the
@@ -154,6 +159,11 @@ class Vocoder(nn.Module, Pretrained):
         default :data:`REFINE_DEFAULT`, :data:`REFINE_BEST` the best-quality setting. ``start`` is
         the phase they start from (:data:`PHASE_STARTS`; ``None``: :data:`DEFAULT_PHASE_START`, or
         the network's own phase when ``refine=0``, which is then the pure network output).
+
+        Long mels are synthesised in blocks of ``chunk_frames`` (``None``: :data:`CHUNK_FRAMES`)
+        with enough context on each side, and PGHI's phase carried from block to block, so memory
+        stays bounded and the result equals synthesising the whole mel at once. ``progress=None``
+        shows a progress bar when there is more than one block.
         """
         if isinstance(mel, np.ndarray):
             mel = torch.from_numpy(np.ascontiguousarray(mel))
@@ -167,6 +177,9 @@ class Vocoder(nn.Module, Pretrained):
             start = DEFAULT_PHASE_START if refine > 0 else "network"
         if start not in PHASE_STARTS:
             raise ValueError(f"start must be one of {PHASE_STARTS}, got {start!r}")
+        chunk_frames = CHUNK_FRAMES if chunk_frames is None else chunk_frames
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be a positive number of frames, got {chunk_frames!r}")
         if mel.dim() == 2:
             mel = mel[None]
         if mel.dim() != 3 or mel.shape[1] != self.n_mels or mel.shape[-1] == 0:
@@ -178,23 +191,71 @@ class Vocoder(nn.Module, Pretrained):
             raise ValueError(f"mel values {low:.1f}..{high:.1f} lie outside the range of a natural-log mel "
                              f"{MEL_RANGE} (Vocoder.mel computes it; a dB or log10 mel must be converted)")
         mel = mel.to(self.device, torch.float32)
-        return _finite(self._synthesise(mel, refine, start))
+        return _finite(self._synthesise(mel, refine, start, chunk_frames, progress))
 
-    def _synthesise(self, mel: torch.Tensor, refine: int, start: str) -> torch.Tensor:
+    def _synthesise(self, mel: torch.Tensor, refine: int, start: str, chunk_frames: int,
+                    progress: Optional[bool]) -> torch.Tensor:
         c = self.config
-        if start == "network" or c.learned_amplitude:
-            prediction = self(mel)
-            if refine == 0 and start == "network":
-                return prediction.waveform
-            log_amplitude, network_phase = prediction.log_amplitude, prediction.phase
-        else:  # the amplitude is the prior and the phase comes from elsewhere: no network pass needed
-            log_amplitude = self.mel_spectrogram.pseudo_inverse(mel).clamp(max=AmplitudePhaseHead.max_log_amplitude)
-            network_phase = None
-        if c.n_fft != c.mel.n_fft or c.win_length != c.mel.win_length:
+        if not (refine == 0 and start == "network") and (c.n_fft != c.mel.n_fft or c.win_length != c.mel.win_length):
             raise ValueError("phase refinement needs the synthesis STFT to equal the mel STFT; "
                              "use refine=0 and start='network' with this model")
-        phase = {"network": lambda: network_phase,
-                 "pghi": lambda: pghi_phase(log_amplitude, c.win_length, c.hop_length),
-                 "random": lambda: None}[start]()
-        generator = torch.Generator(self.device).manual_seed(0)  # random starts are reproducible
-        return self.refiner(torch.exp(log_amplitude), phase, refine, target_log_mel=mel, generator=generator)
+        batch, _, frames = mel.shape
+        hop = self.hop_length
+        # Each refinement iteration (inverse STFT, then STFT) reaches n_fft / hop - 1 frames further:
+        # n_fft / hop frames of context per iteration, and once more for the last synthesis, cover it.
+        spans = chunk_spans(frames, chunk_frames, c.n_fft // hop * (refine + 1))
+        show = len(spans) > 1 if progress is None else progress
+        # Random starts are drawn for the whole mel at once (reproducibly), so each block sees what a
+        # whole pass would.
+        random_phase = None
+        if start == "random":
+            generator = torch.Generator(self.device).manual_seed(0)
+            random_phase = 2 * torch.pi * torch.rand(batch, c.n_fft // 2 + 1, frames, generator=generator,
+                                                     device=self.device)
+        audio = torch.empty(batch, 1, frames * hop, device=self.device)
+        carried: Optional[torch.Tensor] = None
+        for index, span in enumerate(tqdm(spans, desc="synthesising", unit="chunk", disable=not show, leave=False)):
+            following = spans[index + 1].context_start if index + 1 < len(spans) else 0
+            waveform, carried = self._synthesise_block(mel, span, refine, start, carried, following, random_phase)
+            kept = waveform[..., span.offset * hop:(span.offset + span.stop - span.start) * hop]
+            audio[..., span.start * hop:span.stop * hop] = kept
+        return audio
+
+    def _predict(self, mel: torch.Tensor, first: int, stop: int) -> SpectrumPrediction:
+        """The network's prediction for mel frames ``[first, stop)``, computed with its full context."""
+        reach = self.backbone.receptive_field + self.head.receptive_field
+        low, high = max(0, first - reach), min(mel.shape[-1], stop + reach)
+        prediction = self(mel[..., low:high])
+        keep, hop = slice(first - low, stop - low), self.hop_length
+        return SpectrumPrediction(prediction.waveform[..., (first - low) * hop:(stop - low) * hop],
+                                  *(getattr(prediction, name)[..., keep]
+                                    for name in ("log_amplitude", "phase", "real", "imag")))
+
+    def _synthesise_block(self, mel: torch.Tensor, span: ChunkSpan, refine: int, start: str,
+                          carried: Optional[torch.Tensor], following: int, random_phase: Optional[torch.Tensor]
+                          ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Waveform of the block's mel frames ``[context_start, context_stop)``, and PGHI's phase of
+        frame ``following - 1``, from which the block starting at ``following`` continues (``carried``
+        is that phase for this block's frame ``context_start - 1``)."""
+        c = self.config
+        first, stop = span.context_start, span.context_stop
+        before = 1 if first > 0 and start == "pghi" else 0  # PGHI continues from the frame before
+        if start == "network" or c.learned_amplitude:
+            prediction = self._predict(mel, first - before, stop)
+            if refine == 0 and start == "network":
+                return prediction.waveform, None
+            log_amplitude, network_phase = prediction.log_amplitude, prediction.phase
+        else:  # the amplitude is the prior and the phase comes from elsewhere: no network pass needed
+            prior = self.mel_spectrogram.pseudo_inverse(mel[..., first - before:stop])
+            log_amplitude, network_phase = prior.clamp(max=AmplitudePhaseHead.max_log_amplitude), None
+        next_phase = None
+        if start == "pghi":
+            state = PhaseState(log_amplitude[..., 0], carried) if before else None
+            log_amplitude = log_amplitude[..., before:]
+            phase = pghi_phase(log_amplitude, c.win_length, c.hop_length, previous=state)
+            if following > 0:
+                next_phase = phase[..., following - 1 - first]
+        else:
+            phase = network_phase if start == "network" else random_phase[..., first:stop]
+        target = mel[..., first:stop]
+        return self.refiner(torch.exp(log_amplitude), phase, refine, target_log_mel=target), next_phase

@@ -103,6 +103,17 @@ class Backbone(nn.Module):
             self.layers = nn.ModuleList(MultiReceptiveField(config.dim) for _ in range(config.num_layers))
         self.norm_out = nn.LayerNorm(config.dim, eps=1e-6)
 
+    @property
+    def receptive_field(self) -> int:
+        """Input frames on each side that reach one output frame (the context chunked inference needs)."""
+        reach = self.embed.padding[0]
+        for layer in self.layers:
+            if isinstance(layer, ConvNeXtBlock):
+                reach += layer.dwconv.padding[0]
+            else:  # parallel residual blocks: the widest one counts
+                reach += max(sum(conv.padding[0] for conv in (*block.dilated, *block.plain)) for block in layer.blocks)
+        return reach
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.embed(x)
         if isinstance(self.norm_in, nn.LayerNorm):
@@ -171,6 +182,11 @@ class AmplitudePhaseHead(nn.Module):
         self.amplitude = AmplitudeSpectrumPredictor(dim, bins, residual=amplitude_prior) if learned_amplitude else None
         self.phase = PhaseSpectrumPredictor(dim, bins)
         self.istft = InverseSTFT(n_fft, hop_length, win_length)
+
+    @property
+    def receptive_field(self) -> int:
+        """Hidden frames on each side that reach one predicted spectrum frame."""
+        return self.phase.real.padding[0]
 
     def forward(self, h: torch.Tensor, log_amplitude_prior: Optional[torch.Tensor] = None) -> SpectrumPrediction:
         """``h`` ``[B, dim, N]``; ``log_amplitude_prior`` ``[B, F, N]`` if the head predicts a correction."""

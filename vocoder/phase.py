@@ -17,10 +17,10 @@ Two modes:
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Callable, Optional
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
-import numpy as np
 import torch
 
 from .spectral import InverseSTFT, MelSpectrogram, stft
@@ -28,27 +28,106 @@ from .spectral import InverseSTFT, MelSpectrogram, stft
 DEFAULT_MOMENTUM = 0.99  # torchaudio's and librosa's default for fast Griffin-Lim
 
 
-@lru_cache(maxsize=1)
-def _pghi_kernel() -> Callable[..., np.ndarray]:
-    """pghipy's heap integration, compiled by numba with an on-disk cache (the package's own
-    ``@jit`` has none, which costs about 10 s of compilation in every new process)."""
-    import numba
-    from pghipy import pghipy as implementation
+@dataclass
+class PhaseState:
+    """The last frame a phase integration reached: the next block's integration continues from it."""
 
-    return numba.njit(cache=True)(implementation.pghi.py_func)
+    log_magnitude: torch.Tensor  # [B, bins]
+    phase: torch.Tensor  # [B, bins]
 
 
-def pghi_phase(log_magnitude: torch.Tensor, win_length: int, hop_length: int) -> torch.Tensor:
-    """Phase ``[B, bins, N]`` from natural-log magnitudes ``[B, bins, N]`` by phase-gradient heap
-    integration (Prusa et al. 2017; ``pghipy``), with the Gaussian window's time-frequency ratio
-    (about 0.17 x win_length^2), which scores better on speech than the Hann value."""
+def _wrap(angle: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def _phase_gradients(log_magnitude: torch.Tensor, before: Optional[torch.Tensor], win_length: int,
+                     hop_length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Phase advance per frame and, less its constant pi, per bin, both ``[B, N, bins]``, from
+    log-magnitudes ``[B, N, bins]`` (``before``: the frame before, ``[B, bins]``; else replicated).
+
+    Gaussian-window relations of PGHI with the window's time-frequency ratio (about 0.17 x
+    win_length^2), which scores better on speech than the Hann value; phase is referenced to each
+    frame's start, as in :func:`~vocoder.spectral.stft`.
+    """
+    bins = log_magnitude.shape[-1]
+    n_fft = 2 * (bins - 1)
+    ratio = 2 * math.pi * win_length**2 / (-8 * math.log(0.01))
+    scale = ratio / (hop_length * n_fft)
+    across = torch.cat([log_magnitude[..., :1], log_magnitude, log_magnitude[..., -1:]], -1)
+    centre = torch.arange(bins, device=log_magnitude.device, dtype=log_magnitude.dtype)
+    time_step = (across[..., 2:] - across[..., :-2]) / (2 * scale) + 2 * math.pi * hop_length / n_fft * centre
+    first = log_magnitude[:, :1] if before is None else before[:, None]
+    along = torch.cat([first, log_magnitude, log_magnitude[:, -1:]], 1)
+    bin_step = -scale * (along[:, 2:] - along[:, :-2]) / 2
+    return time_step, bin_step
+
+
+def _scan(source: torch.Tensor, offset: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Resolve ``phase[n] = phase[n - 1][source[n]] + offset[n]`` (``[B, N, bins]``) for all frames at
+    once: returns ``(index, total)`` with ``phase[n] = phase[-1][index[n]] + total[n]``.
+
+    A Hillis-Steele prefix scan: log2(N) rounds of gathers instead of N sequential steps.
+    """
+    shift = 1
+    while shift < source.shape[1]:
+        earlier_source, earlier_offset = source[:, :-shift], offset[:, :-shift]
+        later_source = source[:, shift:]
+        combined = _wrap(torch.gather(earlier_offset, -1, later_source) + offset[:, shift:])
+        source = torch.cat([source[:, :shift], torch.gather(earlier_source, -1, later_source)], 1)
+        offset = torch.cat([offset[:, :shift], combined], 1)
+        shift *= 2
+    return source, offset
+
+
+def pghi_phase(log_magnitude: torch.Tensor, win_length: int, hop_length: int,
+               previous: Optional[PhaseState] = None) -> torch.Tensor:
+    """Phase ``[B, bins, N]`` from natural-log magnitudes ``[B, bins, N]`` by phase-gradient integration,
+    on the magnitude's device.
+
+    Real-time PGHI (Prusa & Holighaus, "Phase vocoder done right", EUSIPCO 2017), vectorised:
+    within a frame each bin takes its phase from its louder frequency neighbour, integrating the
+    phase's frequency derivative, unless the bin is a peak or the previous frame is louder there;
+    then it continues the previous frame's phase, integrating the time derivative. Chains of
+    neighbours are resolved by pointer jumping and the frame recursion by a prefix scan.
+
+    ``previous`` is the last frame of an earlier block (see :class:`PhaseState`): integrating a
+    signal block by block, each continuing the last, gives the phase of integrating it whole.
+    """
     if log_magnitude.dim() != 3:
         raise ValueError(f"log_magnitude must be [B, bins, N], got {tuple(log_magnitude.shape)}")
-    kernel = _pghi_kernel()
-    magnitude = torch.exp(log_magnitude.detach().double()).cpu().numpy()
-    # pghipy works on [frames, bins] and references phase to each frame's start, as our STFT does.
-    phases = [kernel(np.ascontiguousarray(m.T), win_length, hop_length).T for m in magnitude]
-    return torch.from_numpy(np.stack(phases)).to(log_magnitude.device, torch.float32)
+    magnitude = log_magnitude.detach().float().transpose(1, 2)  # [B, N, bins]: gathers run along bins
+    batch, frames, bins = magnitude.shape
+    if frames == 0:
+        return torch.zeros_like(log_magnitude, dtype=torch.float32)
+    before = None if previous is None else previous.log_magnitude.float()
+    time_step, bin_step = _phase_gradients(magnitude, before, win_length, hop_length)
+    # Frequency integral from bin 0 (trapezoid), less the pi per bin, which is added back exactly below.
+    integral = torch.cumsum(torch.cat([torch.zeros_like(bin_step[..., :1]),
+                                       (bin_step[..., 1:] + bin_step[..., :-1]) / 2], -1), -1)
+    floor = torch.full_like(magnitude[..., :1], -math.inf)
+    below = torch.cat([floor, magnitude[..., :-1]], -1)
+    above = torch.cat([magnitude[..., 1:], floor], -1)
+    index = torch.arange(bins, device=magnitude.device).expand(batch, frames, bins)
+    neighbour = torch.where(above > below, index + 1, index - 1)
+    louder = torch.maximum(above, below)
+    last = floor[:, 0, :].expand(batch, bins) if before is None else before
+    earlier = torch.cat([last[:, None], magnitude[:, :-1]], 1)
+    parent = torch.where((louder > magnitude) & (louder > earlier), neighbour, index)
+    root = parent
+    for _ in range(max(1, math.ceil(math.log2(bins)))):  # each jump doubles the chain length covered
+        root = torch.gather(root, -1, root)
+    if previous is None:  # the first frame has nothing to continue: its roots start at phase 0
+        time_before = torch.cat([-time_step[:, :1], time_step[:, :-1]], 1)
+    else:
+        time_before = torch.cat([_phase_gradients(before[:, None], None, win_length, hop_length)[0],
+                                 time_step[:, :-1]], 1)
+    advance = (torch.gather(time_before, -1, root) + torch.gather(time_step, -1, root)) / 2
+    across = integral - torch.gather(integral, -1, root) + math.pi * (index - root)
+    source, total = _scan(root, _wrap(advance + across))
+    if previous is not None:
+        start = previous.phase.float()[:, None].expand(batch, frames, bins)
+        total = _wrap(torch.gather(start, -1, source) + total)
+    return total.transpose(1, 2).contiguous()
 
 
 class PhaseRefiner(torch.nn.Module):
