@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from vocoder.audio import ArrayLike, prepare_waveform
 from vocoder.checkpoint import Pretrained, config_to_dict
 from vocoder.chunking import ChunkSpan, chunk_spans
-from vocoder.model import Vocoder
+from vocoder.model import MEL_RANGE, Vocoder
 from vocoder.modules import AmplitudePhaseHead, Backbone, SpectrumPrediction
 
 from . import bitstream
@@ -78,6 +78,17 @@ def _without(config: dict, dotted: Tuple[str, ...]) -> dict:
             node = node[key]
         node.pop(leaf)
     return config
+
+
+def _checked_mel(mel: torch.Tensor) -> torch.Tensor:
+    """The spectral decoder's log-mel, or a ValueError for a caller who passed codes, not a mel."""
+    if not torch.isfinite(mel).all():
+        raise ValueError("decoding these codes gave NaN or infinite values (damaged codec weights?)")
+    low, high = float(mel.min()), float(mel.max())
+    if low < MEL_RANGE[0] or high > MEL_RANGE[1]:
+        raise ValueError(f"decoding these codes gave a spectrum outside the vocoder's range ({low:.1f}..{high:.1f} "
+                         f"against {MEL_RANGE}; damaged codec weights?)")
+    return mel
 
 
 class Codec(nn.Module, Pretrained):
@@ -293,7 +304,7 @@ class Codec(nn.Module, Pretrained):
         else:
             audio = self._decode_frames(codes, progress, 1, self.hop_length, lambda latent: self._synthesise(latent)[0])
         if not torch.isfinite(audio).all():
-            raise ValueError("the decoder produced NaN or infinite samples (damaged weights?)")
+            raise ValueError("decoding these codes gave NaN or infinite samples (damaged codec weights?)")
         return audio
 
     def _decode_frames(self, codes: torch.Tensor, progress: Optional[bool], channels: int, scale: int,
@@ -312,7 +323,7 @@ class Codec(nn.Module, Pretrained):
         """The spectral codec's decode: the log-mel chunk by chunk, then the vocoder, whose blocks
         carry the phase across, so chunked decoding equals decoding the whole signal at once."""
         downsample = self.config.spectral.downsample
-        mel = self._decode_frames(codes, progress, self.vocoder.n_mels, downsample, self.decoder)
+        mel = _checked_mel(self._decode_frames(codes, progress, self.vocoder.n_mels, downsample, self.decoder))
         with self._evaluating():
             return self.vocoder.decode(mel, refine=refine, chunk_frames=self.config.chunking.frames * downsample,
                                        progress=progress)

@@ -195,3 +195,30 @@ def test_library_cli_and_demo_return_the_same_level(tmp_path):
     library = gen.generate(["wind"], duration=0.5, seed=3, top_k=5)  # the tiny codebooks hold 16 entries
     for written in (tmp_path / "cli.wav", shown):
         torch.testing.assert_close(load_audio(written)[0], library[0], atol=2e-4, rtol=0)  # 16-bit files
+
+
+# ------------------------------------------------------------------------------ decode errors
+
+
+@pytest.mark.parametrize("bias, what", [(30.0, "outside"), (float("nan"), "NaN")])
+def test_a_failed_codec_decode_speaks_of_codes_not_of_mels(bias, what):
+    torch.manual_seed(0)
+    codec = Codec(CodecConfig.tiny(kind="spectral")).eval()
+    codes = torch.zeros(1, 4, 3, dtype=torch.long)
+    with torch.no_grad():
+        codec.decoder.project.bias.fill_(bias)  # damaged weights: the decoded mel is out of range or NaN
+    for decode in (lambda: codec.decode(codes), lambda: codec.decompress(codec.compress(torch.zeros(SR), SR))):
+        with pytest.raises(ValueError, match=what) as error:
+            decode()
+        message = str(error.value)
+        assert "codes" in message and "damaged" in message, message
+        assert "dB or log10" not in message and "Vocoder.mel" not in message, message
+
+
+def test_a_failed_waveform_codec_decode_speaks_of_codes():
+    codec = Codec(CodecConfig.tiny()).eval()
+    with torch.no_grad():
+        for parameter in codec.decoder.parameters():
+            parameter.fill_(float("nan"))
+    with pytest.raises(ValueError, match="decoding these codes gave NaN"):
+        codec.decode(torch.zeros(1, 4, 3, dtype=torch.long))
