@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from codec import Codec, CodecConfig
 from vocoder.audio import CORPUS_RMS_DB, ArrayLike, normalize_loudness, prepare_waveform
-from vocoder.checkpoint import CheckpointError
+from vocoder.checkpoint import CheckpointError, resolve_pretrained, upload_model_folder, write_model_card
 from vocoder.cli import seeded
 
 from .conditioners import TextCondition, TextConditioner, build_conditioner
@@ -63,17 +64,22 @@ class AudioGen:
     # ------------------------------------------------------------------------------ construction
 
     @classmethod
-    def from_pretrained(cls, path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu") -> "AudioGen":
+    def from_pretrained(cls, path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu",
+                        *, revision: Optional[str] = None) -> "AudioGen":
         """Load ``path/lm`` and its codec (``None``: the model shipped in ``generation/pretrained/default``).
 
+        ``path`` is a local folder or a Hugging Face Hub repo id ``user/name`` (at ``revision``), as
+        for :meth:`Codec.from_pretrained <vocoder.checkpoint.Pretrained.from_pretrained>`.
         The codec is ``path/codec``, or, without that folder, the shipped codec. A ``codec.json``
         reference (the fingerprint of the codec the LM was trained with) is checked against whichever
         is loaded: an LM is only valid for the token space of its own codec.
         """
-        path = Path(path) if path is not None else DEFAULT_PRETRAINED
+        path = resolve_pretrained(path if path is not None else DEFAULT_PRETRAINED, revision, AUDIOGEN_FILES)
         if not path.is_dir():
             raise CheckpointError(f"no AudioGen model at {path}; train one with the recipes, or build one "
                                   f"with AudioGen(lm, codec) / AudioGen.random_init()")
+        if not (path / "lm").is_dir():  # else a relative "name/lm" would be looked up on the Hub
+            raise CheckpointError(f"{path / 'lm'} is not a directory: an AudioGen folder holds lm/")
         lm = AudioLanguageModel.from_pretrained(path / "lm", device=device)
         reference = path / CODEC_REFERENCE
         if (path / "codec").is_dir():
@@ -103,6 +109,31 @@ class AudioGen:
         self.lm.save_pretrained(directory / "lm")
         self.codec.save_pretrained(directory / "codec")
         return directory
+
+    def push_to_hub(self, repo_id: str, card: Optional[Union[str, Path]] = None, *, revision: Optional[str] = None,
+                    private: Optional[bool] = None, token: Optional[str] = None,
+                    commit_message: Optional[str] = None) -> str:
+        """Publish ``lm/`` and ``codec/`` (as :meth:`save_pretrained` writes them) and ``README.md`` (a
+        copy of the markdown file ``card``, or a short generated card) to the Hugging Face Hub repo
+        ``repo_id``; returns the commit's URL."""
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp))
+            write_model_card(folder, card, type(self), repo_id)
+            return upload_model_folder(folder, repo_id, revision=revision, private=private, token=token,
+                                       commit_message=commit_message or "Upload AudioGen")
+
+    @classmethod
+    def push_folder_to_hub(cls, folder: Union[str, Path], repo_id: str, *, revision: Optional[str] = None,
+                           private: Optional[bool] = None, token: Optional[str] = None,
+                           commit_message: Optional[str] = None) -> str:
+        """Publish a saved AudioGen folder as it is (``lm/``, ``codec/`` or ``codec.json``, its model
+        card and every other file) once :meth:`from_pretrained` loads it; returns the commit's URL."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise CheckpointError(f"{folder} is not a directory")
+        cls.from_pretrained(folder)
+        return upload_model_folder(folder, repo_id, revision=revision, private=private, token=token,
+                                   commit_message=commit_message)
 
     def to(self, device: Union[str, torch.device]) -> "AudioGen":
         for part in (self.lm, self.codec, self.conditioner):
@@ -292,6 +323,8 @@ class AudioGen:
 
 
 CODEC_REFERENCE = "codec.json"
+# What an AudioGen Hub repo must provide; nothing else is downloaded.
+AUDIOGEN_FILES = ("lm/*", "codec/*", CODEC_REFERENCE, "*.md")
 
 
 def write_codec_reference(path: Path, codec: Codec) -> None:

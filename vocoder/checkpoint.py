@@ -1,17 +1,22 @@
 """Saving and loading models as ``config.json`` + ``model.safetensors``, never by unpickling.
 
 Every model of the toolkit (vocoder, codec, language model) is a typed dataclass config plus a
-state dict. :class:`Pretrained` gives them one ``save_pretrained`` / ``from_pretrained`` pair.
+state dict. :class:`Pretrained` gives them one ``save_pretrained`` / ``from_pretrained`` pair, and
+the one place where a Hugging Face Hub repo id (``user/name``) becomes a local folder
+(:func:`resolve_pretrained`) and a folder is published to the Hub (:func:`upload_model_folder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import tempfile
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 from safetensors import SafetensorError
@@ -20,6 +25,10 @@ from torch import nn
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# The Hub shows README.md as the model card; the toolkit's own model folders call theirs MODEL_CARD.md.
+CARD_NAMES = ("README.md", "MODEL_CARD.md")
+# What a Pretrained model's Hub repo must provide; nothing else is downloaded.
+MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, "*.md")
 
 C = TypeVar("C")
 
@@ -148,6 +157,141 @@ def load_state(module: nn.Module, directory: Union[str, Path]) -> nn.Module:
     return module
 
 
+# ------------------------------------------------------------------------------ Hugging Face Hub
+
+
+def hub_repo_id(path: Union[str, os.PathLike]) -> Optional[str]:
+    """``path`` as a Hugging Face Hub model id ``user/name``, or ``None`` when it cannot be one."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    name = os.fspath(path)
+    if name.count("/") != 1:  # a bare name is far likelier a mistyped local folder than a Hub model
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
+def resolve_pretrained(path: Union[str, os.PathLike], revision: Optional[str] = None,
+                       allow_patterns: Optional[Sequence[str]] = None) -> Path:
+    """The local folder of a model: ``path`` itself when it exists, else the snapshot of the Hub repo
+    ``path`` names (``user/name`` at ``revision``: a branch, tag or commit), found in or downloaded into
+    the Hugging Face cache (only the files matching ``allow_patterns``). ``HF_HUB_OFFLINE=1`` limits
+    it to the cache. A path that is neither is returned as it is, for the caller's not-found error."""
+    local = Path(path)
+    if local.exists():
+        if revision is not None:
+            raise CheckpointError(f"revision={revision!r} selects a Hub revision, but {path} is a local path")
+        return local
+    repo_id = hub_repo_id(path)
+    if repo_id is None:
+        return local
+    return Path(_snapshot(repo_id, revision, allow_patterns))
+
+
+def _snapshot(repo_id: str, revision: Optional[str], allow_patterns: Optional[Sequence[str]]) -> str:
+    """``snapshot_download`` with its failures turned into one-line :class:`CheckpointError` s."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    name = f"{repo_id}@{revision}" if revision else repo_id
+    offline = bool(constants.HF_HUB_OFFLINE)
+    try:
+        return snapshot_download(repo_id, revision=revision, local_files_only=offline,
+                                 allow_patterns=list(allow_patterns) if allow_patterns else None)
+    except LocalEntryNotFoundError as err:
+        if offline:
+            raise CheckpointError(f"{name} is neither a local folder nor in the Hugging Face cache "
+                                  f"({constants.HF_HUB_CACHE}), and HF_HUB_OFFLINE=1 forbids downloading it") from None
+        raise CheckpointError(f"{name}: the Hugging Face Hub could not be reached and the model is not in "
+                              f"the cache ({constants.HF_HUB_CACHE}): {_first_line(err)}") from None
+    except GatedRepoError:
+        raise CheckpointError(f"{repo_id} is gated on the Hugging Face Hub: accept its terms on the Hub "
+                              f"and log in (hf auth login)") from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"{repo_id} is neither a local folder nor a model on the Hugging Face Hub "
+                              f"(a private one needs hf auth login)") from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"{repo_id} on the Hugging Face Hub has no revision {revision!r}") from None
+    except (HfHubHTTPError, OSError) as err:
+        raise CheckpointError(f"{name}: download from the Hugging Face Hub failed: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def find_card(folder: Path) -> Optional[Path]:
+    """The model card of ``folder`` (``README.md``, else ``MODEL_CARD.md``), if it has one."""
+    return next((folder / name for name in CARD_NAMES if (folder / name).is_file()), None)
+
+
+def write_model_card(folder: Path, card: Optional[Union[str, Path]], model: type, repo_id: str) -> Path:
+    """Put ``README.md`` into ``folder``: a copy of the markdown file ``card``, or a short card saying
+    how to load ``model`` from ``repo_id``."""
+    target = Path(folder) / "README.md"
+    if card is not None:
+        if not Path(card).is_file():
+            raise CheckpointError(f"model card {card} not found")
+        shutil.copyfile(card, target)
+        return target
+    package = model.__module__.split(".")[0]
+    target.write_text(
+        "---\nlibrary_name: grvq-toolkit\ntags:\n- audio\n---\n\n"
+        f"# {repo_id}\n\nA `{model.__name__}` of grvq-toolkit: configs as JSON, weights as safetensors.\n\n"
+        f"```python\nfrom {package} import {model.__name__}\n"
+        f"model = {model.__name__}.from_pretrained(\"{repo_id}\")\n```\n")
+    return target
+
+
+def _folder_files(folder: Path) -> List[str]:
+    """Relative POSIX paths of the files under ``folder``, hidden ones (``.git``, ``.cache``) left out."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            files.append(relative.as_posix())
+    return files
+
+
+def upload_model_folder(folder: Union[str, Path], repo_id: str, *, revision: Optional[str] = None,
+                        private: Optional[bool] = None, token: Optional[str] = None,
+                        commit_message: Optional[str] = None) -> str:
+    """Publish every file of ``folder`` to the Hub model repo ``repo_id`` (created if needed) in one
+    commit on ``revision`` (a branch, created if needed; default main); returns the commit's URL.
+
+    The folder must hold a model card; a ``MODEL_CARD.md`` is also uploaded as ``README.md``, the
+    name the Hub shows. Callers check the model files first (:meth:`Pretrained.push_folder_to_hub`)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    folder = Path(folder)
+    if hub_repo_id(repo_id) is None:
+        raise CheckpointError(f"{repo_id!r} is not a Hugging Face Hub model id (user/name)")
+    card = find_card(folder)
+    if card is None:
+        raise CheckpointError(f"{folder} has no model card ({' or '.join(CARD_NAMES)})")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
+                  for name in _folder_files(folder)]
+    if card.name != "README.md":
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card)))
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.create_commit(repo_id, operations, revision=revision,
+                                   commit_message=commit_message or f"Upload {folder.name}")
+    except OfflineModeIsEnabled:
+        raise CheckpointError(f"HF_HUB_OFFLINE=1 forbids publishing {repo_id} to the Hugging Face Hub") from None
+    return commit.commit_url
+
+
 class Pretrained:
     """Mixin for ``nn.Module`` models with a dataclass ``config`` attribute.
 
@@ -181,8 +325,11 @@ class Pretrained:
         load_state(self, directory)  # type: ignore[arg-type]
 
     @classmethod
-    def from_pretrained(cls, path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu"):
-        """Load a saved model; ``path=None`` loads the model shipped with the toolkit."""
+    def from_pretrained(cls, path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu",
+                        *, revision: Optional[str] = None):
+        """Load a saved model from a local folder or a Hugging Face Hub repo id ``user/name`` (at
+        ``revision``, through the Hub's cache; ``HF_HUB_OFFLINE=1``: the cache only). A local folder
+        that exists wins over a repo id of the same name. ``path=None`` loads the shipped model."""
         if path is None:
             path = cls.default_pretrained
             if path is None or not (Path(path) / WEIGHTS_NAME).is_file():
@@ -190,13 +337,38 @@ class Pretrained:
                     f"no shipped {cls.__name__} model found at {path}; train one with the recipes "
                     f"and pass its directory"
                 )
-        path = Path(path)
-        if not path.is_dir():
+        directory = resolve_pretrained(path, revision, MODEL_FILES)
+        if not directory.is_dir():
             raise CheckpointError(f"{path} is not a directory")
-        config = read_config(cls.config_class, path, cls.__name__)
+        config = read_config(cls.config_class, directory, cls.__name__)
         model = cls(config)  # type: ignore[call-arg]
-        load_state(model, path)  # type: ignore[arg-type]
+        load_state(model, directory)  # type: ignore[arg-type]
         return model.to(device).eval()  # type: ignore[attr-defined]
+
+    def push_to_hub(self, repo_id: str, card: Optional[Union[str, Path]] = None, *, revision: Optional[str] = None,
+                    private: Optional[bool] = None, token: Optional[str] = None,
+                    commit_message: Optional[str] = None, half: bool = False) -> str:
+        """Publish this model to the Hugging Face Hub repo ``repo_id`` as ``config.json`` +
+        ``model.safetensors`` + ``README.md`` (a copy of the markdown file ``card``, or a short card
+        saying how to load it); returns the commit's URL. See :func:`upload_model_folder`."""
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp), half=half)
+            write_model_card(folder, card, type(self), repo_id)
+            return upload_model_folder(folder, repo_id, revision=revision, private=private, token=token,
+                                       commit_message=commit_message or f"Upload {type(self).__name__}")
+
+    @classmethod
+    def push_folder_to_hub(cls, folder: Union[str, Path], repo_id: str, *, revision: Optional[str] = None,
+                           private: Optional[bool] = None, token: Optional[str] = None,
+                           commit_message: Optional[str] = None) -> str:
+        """Publish a saved model folder as it is (its model card, ``MODEL_CARD.md`` or ``README.md``,
+        and every other file) once it passes :meth:`from_pretrained`'s checks; returns the commit's URL."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise CheckpointError(f"{folder} is not a directory")
+        cls.from_pretrained(folder)
+        return upload_model_folder(folder, repo_id, revision=revision, private=private, token=token,
+                                   commit_message=commit_message)
 
 
 def differing_fields(first: Any, second: Any, ignored: Tuple[str, ...] = ()) -> List[str]:
