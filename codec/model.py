@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from vocoder.audio import ArrayLike, prepare_waveform
 from vocoder.checkpoint import Pretrained, config_to_dict
 from vocoder.chunking import ChunkSpan, chunk_spans
-from vocoder.model import MEL_RANGE, Vocoder
+from vocoder.model import Vocoder, mel_fault
 from vocoder.modules import AmplitudePhaseHead, Backbone, SpectrumPrediction
 
 from . import bitstream
@@ -82,12 +82,9 @@ def _without(config: dict, dotted: Tuple[str, ...]) -> dict:
 
 def _checked_mel(mel: torch.Tensor) -> torch.Tensor:
     """The spectral decoder's log-mel, or a ValueError for a caller who passed codes, not a mel."""
-    if not torch.isfinite(mel).all():
-        raise ValueError("decoding these codes gave NaN or infinite values (damaged codec weights?)")
-    low, high = float(mel.min()), float(mel.max())
-    if low < MEL_RANGE[0] or high > MEL_RANGE[1]:
-        raise ValueError(f"decoding these codes gave a spectrum outside the vocoder's range ({low:.1f}..{high:.1f} "
-                         f"against {MEL_RANGE}; damaged codec weights?)")
+    fault = mel_fault(mel)
+    if fault is not None:
+        raise ValueError(f"decoding these codes gave a spectrum with {fault} (damaged codec weights?)")
     return mel
 
 

@@ -41,6 +41,17 @@ CHUNK_FRAMES = 1000
 MEL_RANGE = (-40.0, 20.0)
 
 
+def mel_fault(mel: torch.Tensor) -> Optional[str]:
+    """What unfits ``mel`` for synthesis, in words (NaN or infinite values, or values outside the
+    range of a natural-log mel, :data:`MEL_RANGE`); ``None`` when it is fit."""
+    if not torch.isfinite(mel).all():
+        return "NaN or infinite values"
+    low, high = float(mel.min()), float(mel.max())
+    if low < MEL_RANGE[0] or high > MEL_RANGE[1]:
+        return f"values {low:.1f}..{high:.1f}, outside the range of a natural-log mel {MEL_RANGE}"
+    return None
+
+
 def _finite(audio: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(audio).all():
         raise ValueError("the vocoder produced NaN or infinite samples (damaged weights or an extreme mel)")
@@ -184,12 +195,9 @@ class Vocoder(nn.Module, Pretrained):
             mel = mel[None]
         if mel.dim() != 3 or mel.shape[1] != self.n_mels or mel.shape[-1] == 0:
             raise ValueError(f"mel must be shaped [B, {self.n_mels}, N] with N > 0, got {tuple(mel.shape)}")
-        if not torch.isfinite(mel).all():
-            raise ValueError("mel contains NaN or infinite values")
-        low, high = float(mel.min()), float(mel.max())
-        if low < MEL_RANGE[0] or high > MEL_RANGE[1]:
-            raise ValueError(f"mel values {low:.1f}..{high:.1f} lie outside the range of a natural-log mel "
-                             f"{MEL_RANGE} (Vocoder.mel computes it; a dB or log10 mel must be converted)")
+        fault = mel_fault(mel)
+        if fault is not None:
+            raise ValueError(f"mel has {fault}; Vocoder.mel computes one (a dB or log10 mel must be converted)")
         mel = mel.to(self.device, torch.float32)
         return _finite(self._synthesise(mel, refine, start, chunk_frames, progress))
 
