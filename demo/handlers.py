@@ -30,6 +30,7 @@ MAX_SEED = 2**31 - 1
 # The codec tab's decoding quality: phase refinement iterations of a spectral codec's vocoder.
 CODEC_QUALITY = {"default": None, "best": REFINE_BEST}
 _UNTRAINED_NOTE = "Random weights: the model is untrained, so the output is noise."
+NEAREST_SHOWN = 3  # trained sounds listed beside each text-to-audio prompt
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,23 @@ class DemoHandlers:
 
     # ------------------------------------------------------------------------------------ handlers
 
+    def known_sounds_note(self, text: Optional[str]) -> str:
+        """Markdown: the trained sounds nearest to ``text`` and their similarity, and a plain warning when
+        the prompt is far from everything the model learned; empty without a prompt or for random weights."""
+        text = (text or "").strip()[: self.limits.max_text_chars]
+        generator = self.models.generator
+        if not text or not self.models.generator_trained:
+            return ""
+        if generator.known_sounds() is None:
+            return "This model's folder lists no training vocabulary, so which sounds it knows is not known."
+        nearest = generator.nearest_sounds(text, k=NEAREST_SHOWN)
+        sounds = ", ".join(f"*{sound.caption}* ({sound.similarity:.2f})" for sound in nearest.sounds)
+        if nearest.far:
+            return (f"⚠️ **This prompt is far from anything the model learned** (text similarity below "
+                    f"{nearest.threshold:.2f}). It still generates, most likely like the nearest sounds it was "
+                    f"trained on: {sounds}.")
+        return f"Nearest sounds it was trained on (text similarity): {sounds}."
+
     def generate(
         self,
         text: str,
@@ -228,6 +246,8 @@ class DemoHandlers:
         seconds = wav.shape[-1] / generator.sample_rate
         summary = (f"Generated **{seconds:.2f} s** of audio in **{elapsed:.1f} s** "
                    f"({elapsed / seconds:.2f} s per second of audio) with seed **{sampling.seed}**.")
+        note = self.known_sounds_note(text)
+        summary += f"\n\n{note}" if note else ""
         return self._generation_result(wav, "generated", summary, sampling.seed)
 
     def continue_audio(

@@ -26,6 +26,8 @@ from vocoder.cli import seeded
 from .conditioners import TextCondition, TextConditioner, build_conditioner
 from .sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING, SamplingParams, check_cfg_coef
 from .transformer import AudioLanguageModel, LMConfig
+from .vocabulary import FAR_SIMILARITY, MIN_RECORDINGS, VOCABULARY_FILE, NearestSounds, SoundIndex, Vocabulary, \
+    read_vocabulary, write_vocabulary
 
 DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
 MAX_DURATION = 300.0  # seconds; longer requests are almost certainly a unit mistake (ms, samples)
@@ -60,6 +62,8 @@ class AudioGen:
         self.lm = lm.eval()
         self.codec = codec.eval()
         self.conditioner = conditioner.eval().to(lm.device)
+        self.vocabulary: Optional[Vocabulary] = None  # what it was trained on, when its folder says
+        self._sound_indexes: dict = {}
 
     # ------------------------------------------------------------------------------ construction
 
@@ -92,7 +96,9 @@ class AudioGen:
             check_codec_reference(reference, codec)
         else:
             raise CheckpointError(f"{path} holds neither a codec/ folder nor a {CODEC_REFERENCE} naming the codec")
-        return cls(lm, codec)
+        model = cls(lm, codec)
+        model.vocabulary = read_vocabulary(path / VOCABULARY_FILE)  # None: an unknown vocabulary
+        return model
 
     @classmethod
     def random_init(cls, lm_config: Optional[LMConfig] = None, codec_config: Optional[CodecConfig] = None,
@@ -108,6 +114,8 @@ class AudioGen:
         directory = Path(directory)
         self.lm.save_pretrained(directory / "lm")
         self.codec.save_pretrained(directory / "codec")
+        if self.vocabulary is not None:
+            write_vocabulary(directory / VOCABULARY_FILE, self.vocabulary)
         return directory
 
     def push_to_hub(self, repo_id: str, card: Optional[Union[str, Path]] = None, *, revision: Optional[str] = None,
@@ -139,6 +147,30 @@ class AudioGen:
         for part in (self.lm, self.codec, self.conditioner):
             part.to(device)
         return self
+
+    # ---------------------------------------------------------------------------- what it knows
+
+    def known_sounds(self) -> Optional[Vocabulary]:
+        """The training vocabulary (captions and target classes with their recordings), or None when
+        the model's folder did not say (no ``vocabulary.json``)."""
+        return self.vocabulary
+
+    def nearest_sounds(self, prompt: str, k: int = 5, threshold: float = FAR_SIMILARITY,
+                       min_recordings: int = MIN_RECORDINGS) -> NearestSounds:
+        """The ``k`` training captions nearest to ``prompt`` by the model's own text encoder (cosine
+        similarity of mean-pooled sentence embeddings), among captions with at least ``min_recordings``
+        recordings; ``.far`` says the prompt is far from all of them (nearest below ``threshold``), so
+        the model will answer with the nearest kind it learned. Raises ValueError if the vocabulary is unknown.
+
+        >>> gen.nearest_sounds("a sword fight").sounds[0].caption
+        'swords clashing'
+        """
+        if self.vocabulary is None:
+            raise ValueError("this model's training vocabulary is unknown: its folder has no vocabulary.json")
+        key = (id(self.vocabulary), min_recordings)
+        if key not in self._sound_indexes:  # the captions are embedded once per vocabulary
+            self._sound_indexes = {key: SoundIndex(self.vocabulary, self.conditioner, min_recordings)}
+        return self._sound_indexes[key].nearest(prompt, k, threshold)
 
     # -------------------------------------------------------------------------------- properties
 
@@ -324,7 +356,7 @@ class AudioGen:
 
 CODEC_REFERENCE = "codec.json"
 # What an AudioGen Hub repo must provide; nothing else is downloaded.
-AUDIOGEN_FILES = ("lm/*", "codec/*", CODEC_REFERENCE, "*.md")
+AUDIOGEN_FILES = ("lm/*", "codec/*", CODEC_REFERENCE, "*.md", VOCABULARY_FILE)
 
 
 def write_codec_reference(path: Path, codec: Codec) -> None:

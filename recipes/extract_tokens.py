@@ -10,7 +10,8 @@ merges them at the end. ``--mix-copies N`` adds, per split, N extra passes in wh
 mixed with another at a random SNR in [-5, 5] dB, keeping its own length, and the captions are
 joined (AudioGen's mixing augmentation). Clips are encoded shortest first, so a batch is padded
 only to the longest of similar clips. ``codec.json`` records the codec's fingerprint: the LM recipe
-refuses a ``data.codec`` that did not make these tokens.
+refuses a ``data.codec`` that did not make these tokens. ``vocabulary.json`` records the captions
+(recordings each) and target classes of the train clips, which the LM recipe exports beside the LM.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from codec import Codec
 from generation.audiogen import CODEC_REFERENCE, write_codec_reference
+from generation.vocabulary import VOCABULARY_FILE, write_vocabulary
 from vocoder.checkpoint import CheckpointError
 
+from .coverage import vocabulary_from_entries
 from .data import AudioSegmentDataset, ManifestError, MixingDataset
 
 INDEX_NAME = "index.jsonl"
@@ -160,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         codec = Codec.from_pretrained(args.codec)
-        parts = []
+        parts, encoded = [], []
         for split in args.splits:
             segments = AudioSegmentDataset(args.manifest, split, args.max_seconds, codec.sample_rate, crop="start")
             indices = list(range(len(segments)))
@@ -168,6 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 indices = torch.randperm(len(segments), generator=torch.Generator().manual_seed(0))[: args.limit].tolist()
             # Shortest first: a batch is padded to its longest clip, so similar lengths waste little work.
             clips = Subset(segments, sorted(indices, key=lambda i: segments.entries[i].duration))
+            encoded.extend(segments.entries[i] for i in indices)
             parts.append(TaggedDataset(clips, split))
             parts.extend(TaggedDataset(MixingDataset(clips, probability=1.0, keep_length=True), split) for _ in range(args.mix_copies))
     except (CheckpointError, ManifestError, ValueError) as err:
@@ -178,6 +182,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         stale.unlink()
     # Which codec made these tokens: the LM recipe refuses to pair them with another.
     write_codec_reference(args.out / CODEC_REFERENCE, codec)
+    # What an LM trained on these tokens will know, from the manifest's own recordings.
+    write_vocabulary(args.out / VOCABULARY_FILE, vocabulary_from_entries(encoded))
     loader = DataLoader(ConcatDataset(parts), batch_size=args.batch_size, num_workers=args.num_workers)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     trainer = L.Trainer(accelerator=args.accelerator, devices=devices, strategy=args.strategy, logger=False,

@@ -23,9 +23,11 @@ from codec import Codec
 from generation.audiogen import CODEC_REFERENCE, check_codec_reference, write_codec_reference
 from generation.conditioners import CachedConditioner, TextConditioner, build_conditioner
 from generation.transformer import AudioLanguageModel, LMConfig
+from generation.vocabulary import VOCABULARY_FILE, write_vocabulary
 from vocoder.checkpoint import config_from_dict
 
 from .config import RecipeConfigError
+from .coverage import token_vocabulary
 from .extract_tokens import load_token_items, read_token_index
 
 
@@ -224,9 +226,11 @@ class LanguageModelModule(L.LightningModule):
 
     def export(self, directory: Path, half: bool = False) -> None:
         """Save ``lm/`` and its codec: a directory ``AudioGen.from_pretrained`` loads. The shipped codec
-        is referred to by its fingerprint (``codec.json``) rather than copied; any other is copied as ``codec/``."""
+        is referred to by its fingerprint (``codec.json``) rather than copied; any other is copied as ``codec/``.
+        ``vocabulary.json`` says what it trained on (the token folder's, see :func:`recipes.coverage.token_vocabulary`)."""
         directory = Path(directory)
         self.lm.save_pretrained(directory / "lm", half=half)
+        write_vocabulary(directory / VOCABULARY_FILE, token_vocabulary(Path(self.config["data"]["tokens"])))
         codec = self.config["data"]["codec"]
         if codec and Path(codec).resolve() == Codec.default_pretrained.resolve():
             write_codec_reference(directory / CODEC_REFERENCE, _load_codec(str(codec)))

@@ -193,6 +193,23 @@ def test_load_models_falls_back_to_random_weights_only_for_missing_shipped_model
         load_models(generator_path=tmp_path / "missing", device="cpu")
 
 
+def test_generate_says_which_trained_sounds_are_nearest_the_prompt(tmp_path):
+    from dataclasses import replace
+
+    from generation.vocabulary import Vocabulary
+
+    models = replace(DemoModels.random(seed=0, device="cpu"), generator_trained=True)  # as a trained model would
+    handlers = DemoHandlers(models, LIMITS, Workspace(tmp_path / "workspace"))
+    assert "no training vocabulary" in handlers.known_sounds_note("rain")
+    models.generator.vocabulary = Vocabulary({"rain falling": 9, "a fire crackling": 7, "swords clashing": 6})
+    summary = handlers.generate("rain falling hard", duration=0.5, seed=1, random_seed=False).summary
+    assert "Nearest sounds it was trained on" in summary and "*rain falling* (0." in summary
+    assert "far from anything" not in summary
+    note = handlers.known_sounds_note("a spaceship engine")
+    assert "far from anything the model learned" in note and "It still generates" in note
+    assert handlers.known_sounds_note("  ") == ""
+
+
 def test_continuation_examples_are_short_real_recordings():
     from demo.app import EXAMPLE_RECORDINGS
     from demo.handlers import DemoLimits

@@ -15,6 +15,7 @@ from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from codec import Codec, CodecConfig
 from generation import AudioGen, AudioLanguageModel
 from generation.audiogen import DEFAULT_PRETRAINED as SHIPPED_AUDIOGEN
+from generation.vocabulary import read_vocabulary
 from vocoder import CheckpointError, Vocoder
 from vocoder.checkpoint import hub_repo_id
 
@@ -227,11 +228,13 @@ def test_push_folder_to_hub_publishes_the_shipped_codec_with_its_card(uploads):
 def test_audiogen_folder_with_codec_reference_publishes_and_loads_back(uploads, hub_cache, tmp_path):
     AudioGen.push_folder_to_hub(SHIPPED_AUDIOGEN, "user/audiogen")
     files = uploads[-1].files
-    assert set(files) == {"lm/config.json", "lm/model.safetensors", "codec.json", "MODEL_CARD.md", "README.md"}
+    assert set(files) == {"lm/config.json", "lm/model.safetensors", "codec.json", "vocabulary.json", "MODEL_CARD.md",
+                          "README.md"}
     assert files["codec.json"] == (SHIPPED_AUDIOGEN / "codec.json").read_bytes()
     cache_snapshot(hub_cache, "user/audiogen", unpack(files, tmp_path / "pushed"), MAIN)
     loaded = AudioGen.from_pretrained("user/audiogen")  # lm/ from the Hub, the shipped codec by reference
     assert same_weights(loaded.lm, AudioLanguageModel.from_pretrained(SHIPPED_AUDIOGEN / "lm"))
+    assert loaded.known_sounds() == read_vocabulary(SHIPPED_AUDIOGEN / "vocabulary.json") is not None
 
 
 def test_audiogen_push_to_hub_publishes_lm_codec_and_card(uploads, hub_cache, tmp_path):

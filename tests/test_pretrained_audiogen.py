@@ -50,6 +50,42 @@ def test_shipped_audiogen_sounds_like_its_caption(gen):
     assert hits >= 5, f"only {hits} of 8 generated clips were nearest to their own kind of sound"
 
 
+def test_shipped_vocabulary_is_what_the_lm_trained_on(gen):
+    from demo.app import EXAMPLE_PROMPTS
+    from recipes.coverage import TARGET_CLASSES, caption_classes
+    from recipes.evaluate_generation import read_captions
+
+    vocabulary = gen.known_sounds()
+    assert vocabulary.counted == "recordings" and vocabulary.splits == ("train",) and len(vocabulary.sources) == 12
+    assert "flight-of-the-amazon-queen" not in vocabulary.sources  # added to the corpus after this LM
+    assert sum(vocabulary.captions.values()) > 12_000 and len(vocabulary.captions) > 400
+    # The report's captions and the demo's examples are captions it learned from several recordings.
+    assert all(vocabulary.captions.get(caption, 0) >= 5 for caption in [*read_captions(), *EXAMPLE_PROMPTS])
+    # Class counts are its captions' under the class rules (one caption per recording).
+    expected = dict.fromkeys(TARGET_CLASSES, 0)
+    for caption, count in vocabulary.captions.items():
+        for name in caption_classes(caption):
+            expected[name] += count
+    assert vocabulary.classes == expected
+
+
+def test_nearest_sounds_finds_a_paraphrase_and_flags_unrelated_prompts(gen):
+    near = gen.nearest_sounds("a sword fight")
+    assert near.sounds[0].caption == "swords clashing" and not near.far and len(near.sounds) == 5
+    # Measured at 0.56-0.59, below the 0.65 threshold: no dog, baby or spacecraft was learned.
+    for prompt in ("a dog barking", "a baby crying", "a spaceship engine"):
+        assert gen.nearest_sounds(prompt).far, prompt
+
+
+def test_demo_shows_the_nearest_trained_sounds(gen, tmp_path):
+    from demo import DemoHandlers, DemoLimits, DemoModels, Workspace
+
+    handlers = DemoHandlers(DemoModels(gen, gen.codec, "shipped model", "shipped model", True, True), DemoLimits(),
+                            Workspace(tmp_path))
+    assert "*a fire crackling* (0.8" in handlers.known_sounds_note("a campfire crackling")
+    assert "far from anything the model learned" in handlers.known_sounds_note("a baby crying")
+
+
 def test_demo_serves_the_shipped_models():
     from demo import load_models
 
