@@ -237,7 +237,7 @@ def evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: S
 
     Every start goes through ``Vocoder.decode(mel, refine=k, start=...)``, so the curve measures the
     API users call. ``rtf`` is synthesis wall-clock seconds per second of audio with torch on one
-    thread, the mel analysis excluded; PGHI's one-off compilation is done before timing.
+    thread, the mel analysis excluded.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -251,7 +251,6 @@ def _evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: 
                       ) -> Dict[str, Dict[str, Dict[str, float]]]:
     c = vocoder.config.mel
     refiner, mel_frontend = vocoder.refiner, vocoder.mel_spectrogram
-    pghi_phase(torch.zeros(1, c.n_fft // 2 + 1, 4), c.win_length, c.hop_length)  # compile (or load) once
     results: Dict[str, Dict[str, Dict[str, float]]] = {}
     for clip_set, items in clips.items():
         if not clip_set.speech:
