@@ -1,12 +1,12 @@
 """CPU speed of the codec against EnCodec, side by side in one run, and its peak memory on long inputs.
 
 Speed: every model encodes and decodes the same 10 s of audio (at its own sample rate), with
-random weights, since speed does not depend on the weights: this codec with the frame-level
-decoder (default), this codec with EnCodec's SEANet decoder, and EnCodec's 24 kHz architecture
+random weights, since speed does not depend on the weights: the shipped spectral design (default),
+the waveform design with the frame-level decoder and with EnCodec's SEANet decoder, and EnCodec's 24 kHz architecture
 from the ``encodec`` package at 6 kbps. Repeats are interleaved so that load from other processes
 hits every model alike; the fastest repeat (and the median) is reported.
 
-Memory (``--memory``): each duration is encoded and decoded in a fresh process, and the peak
+Memory (``--memory``, waveform design): each duration is encoded and decoded in a fresh process, and the peak
 resident memory (``getrusage``) is compared with the memory held before encoding (model and
 input), so the growth with duration shows whether chunking bounds the working set.
 
@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Callable, Dict, Tuple
 
 import torch
@@ -73,9 +74,9 @@ def speed(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     runs: Dict[str, Callable[[], object]] = {}
     rows = []
-    for name, config in (("ours, spectral (shipped)", CodecConfig.spectral_default()),
-                         ("ours, frame decoder", CodecConfig()),
-                         ("ours, conv decoder", CodecConfig(decoder="conv"))):
+    for name, config in (("ours, spectral (shipped)", CodecConfig()),
+                         ("ours, frame decoder", CodecConfig.waveform()),
+                         ("ours, conv decoder", CodecConfig.waveform(decoder="conv"))):
         model_runs, row = codec_runs(name, config, args.seconds)
         runs.update(model_runs)
         rows.append(row)
@@ -113,7 +114,7 @@ def peak_rss_mb() -> float:
 def memory_child(seconds: float, chunk_frames: int) -> None:
     """Runs in a fresh process: prints 'before encode decode' peak-RSS figures in MB."""
     torch.manual_seed(0)
-    model = Codec(CodecConfig(chunking=ChunkConfig(frames=chunk_frames))).eval()
+    model = Codec(CodecConfig.waveform(chunking=replace(ChunkConfig.waveform(), frames=chunk_frames))).eval()
     wav = 0.1 * torch.randn(1, 1, int(seconds * model.sample_rate))
     before = peak_rss_mb()  # libraries, model and input
     codes = model.encode(wav, model.sample_rate, progress=False)
@@ -123,7 +124,7 @@ def memory_child(seconds: float, chunk_frames: int) -> None:
 
 
 def memory(args: argparse.Namespace) -> None:
-    print(f"peak resident memory (MB), default model, chunks of {args.chunk_frames} frames, {args.threads} threads")
+    print(f"peak resident memory (MB), waveform design, chunks of {args.chunk_frames} frames, {args.threads} threads")
     print(f"{'audio s':>8} {'input MB':>9} {'before':>8} {'encode':>8} {'decode':>8} {'enc growth':>11} {'wall s':>7}")
     results = []
     for seconds in args.memory_seconds:

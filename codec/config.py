@@ -10,19 +10,14 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Tuple
 
-from vocoder.model import VocoderConfig
+from vocoder.model import VocoderConfig, default_backbone
 from vocoder.modules import BackboneConfig
 
+from .bitstream import bits_per_code
 from .spectral import SpectralConfig
 
 CODEC_KINDS = ("waveform", "spectral")
 DECODER_KINDS = ("frame", "conv")
-
-
-def default_backbone() -> BackboneConfig:
-    # Same trunk as the vocoder's default (8 ConvNeXt blocks, dim 256): about 4x cheaper to
-    # decode on a CPU than a SEANet decoder, and it trained to a lower mel distance per CPU hour.
-    return BackboneConfig(kind="convnext", dim=256, intermediate_dim=768, num_layers=8)
 
 
 @dataclass
@@ -45,7 +40,9 @@ class QuantizerConfig:
     # Re-seed only entries almost never used: 2 re-seeds much of each codebook every step (codec model card).
     dead_code_threshold: float = 0.1
     commitment_weight: float = 0.25
-    quantize_dropout: bool = True
+    # Off as the spectral codec ships (dropout collapses its encoder onto the first level: codec model
+    # card); the waveform design turns it on (CodecConfig.waveform).
+    quantize_dropout: bool = False
 
     def __post_init__(self) -> None:
         if self.groups < 1 or self.levels < 1:
@@ -63,7 +60,7 @@ class QuantizerConfig:
 
     @property
     def bits_per_code(self) -> int:
-        return max(1, math.ceil(math.log2(self.codebook_size)))
+        return bits_per_code(self.codebook_size)
 
 
 @dataclass
@@ -72,14 +69,22 @@ class ChunkConfig:
 
     Each chunk is processed with ``*_context`` extra frames on each side, which are then
     discarded. When the context covers the network's receptive field, chunked processing gives
-    the same result as processing the whole signal at once (tests/test_codec.py checks this for
-    the default architecture), so there are no seams to cross-fade. A deeper decoder (more
-    layers, or the residual backbone) needs a larger ``decode_context``.
+    the same result as processing the whole signal at once (tests/test_codec.py and
+    tests/test_codec_spectral.py check this for both designs), so there are no seams to cross-fade.
+    A deeper encoder or decoder needs a larger context. The defaults are the spectral design's;
+    :meth:`CodecConfig.waveform` sets the waveform design's.
     """
 
-    frames: int = 500  # 10 s at 50 Hz: about 250 MB working set for the default encoder on a CPU
-    encode_context: int = 8  # SEANet encoder, strides 8,5,4,2, no LSTM: about 4 frames each side
-    decode_context: int = 40  # frame decoder: 8 ConvNeXt blocks + convs + ISTFT: 32 frames each side
+    frames: int = 500  # 10 s at 50 Hz: a bounded working set on a CPU
+    encode_context: int = 24  # covers the mel encoder's two ConvNeXt stages
+    decode_context: int = 64  # covers the mel decoder's two ConvNeXt stages
+
+    @classmethod
+    def waveform(cls) -> "ChunkConfig":
+        """Contexts of the waveform design (SEANet encoder, frame decoder)."""
+        # SEANet encoder, strides 8,5,4,2, no LSTM: about 4 frames each side; frame decoder: 8 ConvNeXt
+        # blocks + convs + ISTFT: 32 frames each side.
+        return cls(frames=500, encode_context=8, decode_context=40)
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.encode_context < 0 or self.decode_context < 0:
@@ -88,12 +93,13 @@ class ChunkConfig:
 
 @dataclass
 class CodecConfig:
-    """Architecture of a :class:`~codec.Codec`.
+    """Architecture of a :class:`~codec.Codec`; the defaults are the shipped codec's.
 
-    ``kind="waveform"``: a SEANet encoder on the waveform and a waveform decoder (``decoder``).
-    ``kind="spectral"``: a mel encoder/decoder (``spectral``) around the same quantizer, and the
-    mel ``vocoder`` (stored inside the codec) with phase refinement makes the waveform; the hop is
-    the vocoder's mel hop times ``spectral.downsample`` and the waveform-only fields are unused.
+    ``kind="spectral"`` (the default, as shipped): a mel encoder/decoder (``spectral``) around the
+    quantizer, and the mel ``vocoder`` (stored inside the codec) with phase refinement makes the
+    waveform; the hop is the vocoder's mel hop times ``spectral.downsample`` and the waveform-only
+    fields are unused. ``kind="waveform"`` (:meth:`waveform`): a SEANet encoder on the waveform and
+    a waveform decoder (``decoder``) around the same quantizer.
 
     ``strides`` are listed in decoder (upsampling) order as in HiFi-Codec and EnCodec; the SEANet
     encoder applies them in reverse. Their product is the hop: 320 samples = 50 frames/s at
@@ -102,14 +108,14 @@ class CodecConfig:
     """
 
     sample_rate: int = 16_000
-    kind: str = "waveform"
+    kind: str = "spectral"
     strides: Tuple[int, ...] = (8, 5, 4, 2)
     latent_dim: int = 256
     encoder_filters: int = 32
     encoder_residual_layers: int = 1
     encoder_lstm_layers: int = 0  # 0 keeps chunked encoding exact (finite receptive field) and is faster
     decoder: str = "frame"
-    backbone: BackboneConfig = field(default_factory=default_backbone)
+    backbone: BackboneConfig = field(default_factory=default_backbone)  # the frame decoder's: the vocoder's trunk
     n_fft: int = 1280
     win_length: int = 1280
     conv_decoder_filters: int = 32
@@ -150,35 +156,49 @@ class CodecConfig:
         return self.sample_rate / self.hop_length
 
     @classmethod
-    def for_24khz(cls, **overrides) -> "CodecConfig":
-        """HiFi-Codec's 24 kHz variant: strides 8,5,3,2 (hop 240, 100 frames/s), n_fft 960."""
-        base = cls(sample_rate=24_000, strides=(8, 5, 3, 2), n_fft=960, win_length=960)
+    def waveform(cls, **overrides) -> "CodecConfig":
+        """The waveform design: SEANet encoder on the waveform -> GRVQ 2 x 2 x 1024 at 50 frames/s ->
+        frame-level decoder, trained end to end against discriminators, with quantizer dropout so
+        one model serves every bitrate (``recipes/configs/codec_waveform.yaml``)."""
+        base = cls(kind="waveform", chunking=ChunkConfig.waveform(), quantizer=QuantizerConfig(quantize_dropout=True))
         return replace(base, **overrides)
+
+    @classmethod
+    def for_24khz(cls, **overrides) -> "CodecConfig":
+        """HiFi-Codec's 24 kHz variant of the waveform design: strides 8,5,3,2 (hop 240, 100 frames/s), n_fft 960."""
+        return cls.waveform(**{"sample_rate": 24_000, "strides": (8, 5, 3, 2), "n_fft": 960, "win_length": 960,
+                               **overrides})
 
     @classmethod
     def spectral_default(cls, **overrides) -> "CodecConfig":
-        """The shipped design: mel encoder/decoder (ConvNeXt, 3 + 3 blocks each side) around GRVQ
-        2 x 2 x 1024 at 50 frames/s, the default mel vocoder inside; about 5.4 M codec parameters."""
-        base = cls(kind="spectral", chunking=ChunkConfig(frames=500, encode_context=24, decode_context=64))
+        """The shipped design, which is also the default: the same as ``CodecConfig(**overrides)``."""
+        return cls(**overrides)
+
+    @classmethod
+    def design(cls, kind: str) -> "CodecConfig":
+        """The full-size config of design ``kind``: the default (spectral) or :meth:`waveform`."""
+        return cls.waveform() if kind == "waveform" else cls(kind=kind)
+
+    @classmethod
+    def small(cls, kind: str = "spectral", **overrides) -> "CodecConfig":
+        """About 1 M codec parameters with the default bitstream layout (4 x 1024 codes at 50 Hz): the
+        demo's random-weight fallback, quick on a CPU and showing realistic bitrates and file sizes."""
+        stage = BackboneConfig(kind="convnext", dim=64, intermediate_dim=192, num_layers=2)
+        base = replace(cls.design(kind), latent_dim=64, encoder_filters=8, backbone=stage,
+                        spectral=SpectralConfig(mel_stage=replace(stage), code_stage=replace(stage)),
+                        vocoder=replace(VocoderConfig(), backbone=replace(stage)))
         return replace(base, **overrides)
 
     @classmethod
-    def small(cls, **overrides) -> "CodecConfig":
-        """About 1 M parameters with the default bitstream layout (4 x 1024 codes at 50 Hz): the demo's
-        random-weight fallback, quick on a CPU and showing realistic bitrates and file sizes."""
-        base = cls(latent_dim=64, encoder_filters=8,
-                   backbone=BackboneConfig(kind="convnext", dim=64, intermediate_dim=192, num_layers=2))
-        return replace(base, **overrides)
-
-    @classmethod
-    def tiny(cls, **overrides) -> "CodecConfig":
-        """A very small model with the default framing, for tests and smoke runs (not for quality).
-        ``kind="spectral"`` gives a tiny spectral codec with a tiny vocoder inside."""
+    def tiny(cls, kind: str = "spectral", **overrides) -> "CodecConfig":
+        """A very small model of design ``kind`` with the default framing, for tests and smoke runs
+        (not for quality); the spectral one holds a tiny vocoder."""
         small = BackboneConfig(kind="convnext", dim=32, intermediate_dim=64, num_layers=2)
-        base = cls(
-            latent_dim=32, encoder_filters=4, conv_decoder_filters=4, backbone=small,
-            quantizer=QuantizerConfig(codebook_size=64, kmeans_iters=2),
+        design = cls.design(kind)
+        base = replace(
+            design, latent_dim=32, encoder_filters=4, conv_decoder_filters=4, backbone=small,
+            quantizer=replace(design.quantizer, codebook_size=64, kmeans_iters=2),
             spectral=SpectralConfig(mel_stage=replace(small, num_layers=1), code_stage=replace(small, num_layers=1)),
-            vocoder=VocoderConfig(backbone=replace(small)),
+            vocoder=replace(VocoderConfig(), backbone=replace(small)),
         )
         return replace(base, **overrides)

@@ -39,7 +39,7 @@ def tiny_codec():
     from codec import Codec, CodecConfig
 
     torch.manual_seed(0)
-    return Codec(CodecConfig.tiny()).eval()
+    return Codec(CodecConfig.tiny(kind="waveform")).eval()
 
 
 @pytest.fixture(scope="session")

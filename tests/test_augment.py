@@ -125,7 +125,7 @@ def test_the_codec_recipes_never_train_on_a_held_out_source(tmp_path):
             sf.write(tmp_path / name, (0.1 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), SR)
             entries.append(ManifestEntry(name, 1.0, SR, source, "a person speaking", split, f"{source}/x/{split}"))
     write_manifest(tmp_path / "manifest.jsonl", entries)
-    for extra in (None, CONFIG_DIR / "codec_spectral.yaml"):
+    for extra in (None, CONFIG_DIR / "codec_spectral.yaml", CONFIG_DIR / "codec_waveform.yaml"):
         config = load_recipe_config("codec", extra, [f"data.manifest={tmp_path / 'manifest.jsonl'}"])
         data = config["data"]
         module = AudioDataModule(sample_rate=SR, **{**data, "valid_split": "valid", "valid_include": None})

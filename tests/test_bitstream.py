@@ -142,13 +142,13 @@ def test_codes_out_of_range_are_rejected():
 
 def test_stream_from_another_model(stream):
     torch.manual_seed(1)
-    other = Codec(CodecConfig.tiny()).eval()
+    other = Codec(CodecConfig.tiny(kind="waveform")).eval()
     with pytest.raises(BitstreamError, match="different model"):
         other.decompress(stream)
 
 
 def test_stream_for_another_architecture(stream):
-    other = Codec(CodecConfig.tiny(quantizer=QuantizerConfig(codebook_size=128))).eval()
+    other = Codec(CodecConfig.tiny(kind="waveform", quantizer=QuantizerConfig(codebook_size=128))).eval()
     with pytest.raises(BitstreamError, match="codebook size"):
         other.decompress(stream)
 

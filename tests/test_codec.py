@@ -39,7 +39,7 @@ def initialised(config: CodecConfig, seed: int = 0) -> Codec:
 
 @pytest.fixture(scope="module")
 def model() -> Codec:
-    return initialised(CodecConfig.tiny())
+    return initialised(CodecConfig.tiny(kind="waveform"))
 
 
 def frames_for(samples: int, hop: int = 320) -> int:
@@ -56,7 +56,7 @@ def test_config_validation_and_properties():
         CodecConfig(n_fft=1000)
     with pytest.raises(ValueError, match="decoder"):
         CodecConfig(decoder="wavenet")
-    config = CodecConfig()
+    config = CodecConfig.waveform()
     assert (config.hop_length, config.frame_rate) == (320, 50.0)
     c24 = CodecConfig.for_24khz()
     assert (c24.sample_rate, c24.hop_length, c24.frame_rate, c24.n_fft) == (24_000, 240, 100.0, 960)
@@ -66,7 +66,7 @@ def test_model_properties(model):
     assert (model.sample_rate, model.frame_rate, model.num_codebooks, model.codebook_size) == (SR, 50.0, 4, 64)
     assert model.bitrate == 50 * 4 * 6  # 64 entries -> 6 bits per code
     assert model.bitrate_for(2) == 50 * 2 * 6
-    full = Codec(CodecConfig.tiny(quantizer=replace(CodecConfig.tiny().quantizer, codebook_size=1024)))
+    full = Codec(CodecConfig.tiny(kind="waveform", quantizer=replace(CodecConfig.tiny(kind="waveform").quantizer, codebook_size=1024)))
     assert full.bitrate == 2000.0  # HiFi-Codec's 2 kbps at 4 x 1024, 50 Hz
 
 
@@ -194,7 +194,7 @@ def test_decompress_resampled_input_has_input_duration(model):
 
 @pytest.mark.parametrize("decoder", ["frame", "conv"])
 def test_chunked_processing_matches_whole_signal(decoder):
-    whole = initialised(CodecConfig.tiny(decoder=decoder))
+    whole = initialised(CodecConfig.tiny(kind="waveform", decoder=decoder))
     chunked = Codec(replace(whole.config, chunking=ChunkConfig(frames=13))).eval()
     chunked.load_state_dict(whole.state_dict())
     assert chunked.fingerprint() == whole.fingerprint()  # chunking does not change what codes mean
@@ -224,7 +224,7 @@ def _receptive_field(net: torch.nn.Module, channels: int, frames: int, scale: in
 def test_default_chunk_context_covers_receptive_field(decoder):
     """Chunked processing is exact when the context is at least the receptive field."""
     torch.manual_seed(0)
-    model = Codec(CodecConfig(decoder=decoder))
+    model = Codec(CodecConfig.waveform(decoder=decoder))
     chunking, hop = model.config.chunking, model.hop_length
     assert _receptive_field(model.encoder, 1, 64, hop) <= chunking.encode_context
     assert _receptive_field(model.decoder, model.config.latent_dim, 96, 1) <= chunking.decode_context
@@ -245,7 +245,7 @@ def test_progress_bar_on_long_inputs(model, capsys):
 def test_inference_never_changes_the_model():
     """k-means initialisation is pending on an untrained model; inference must not trigger it."""
     torch.manual_seed(0)
-    model = Codec(CodecConfig.tiny())
+    model = Codec(CodecConfig.tiny(kind="waveform"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()  # encode/decode switch to eval and back
     model.decode(model.encode(signal(0.5), SR))
@@ -256,16 +256,16 @@ def test_inference_never_changes_the_model():
 
 def test_seeded_construction_is_deterministic():
     torch.manual_seed(0)
-    a = Codec(CodecConfig.tiny())
+    a = Codec(CodecConfig.tiny(kind="waveform"))
     torch.manual_seed(0)
-    b = Codec(CodecConfig.tiny())
+    b = Codec(CodecConfig.tiny(kind="waveform"))
     assert a.fingerprint() == b.fingerprint()
     torch.manual_seed(1)
-    assert Codec(CodecConfig.tiny()).fingerprint() != a.fingerprint()
+    assert Codec(CodecConfig.tiny(kind="waveform")).fingerprint() != a.fingerprint()
 
 
 def test_24khz_configuration():
-    tiny = CodecConfig.tiny()
+    tiny = CodecConfig.tiny(kind="waveform")
     model = initialised(CodecConfig.for_24khz(latent_dim=tiny.latent_dim, encoder_filters=tiny.encoder_filters,
                                               backbone=tiny.backbone, quantizer=tiny.quantizer))
     assert (model.sample_rate, model.hop_length, model.frame_rate) == (24_000, 240, 100.0)
@@ -279,7 +279,7 @@ def test_24khz_configuration():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_round_trip(model):
     cpu_audio = model.decode(model.encode(signal(1.0), SR))
-    gpu = initialised(CodecConfig.tiny()).cuda()
+    gpu = initialised(CodecConfig.tiny(kind="waveform")).cuda()
     codes = gpu.encode(signal(1.0), SR)
     assert codes.device.type == "cuda"
     audio, _ = gpu.decompress(gpu.compress(signal(1.0), SR))
@@ -321,7 +321,7 @@ def test_checkpoint_errors(model, tmp_path, monkeypatch):
 
 def test_weights_of_another_architecture_do_not_load(model, tmp_path):
     frame_dir = model.save_pretrained(tmp_path / "frame")
-    conv_dir = Codec(CodecConfig.tiny(decoder="conv")).save_pretrained(tmp_path / "conv")
+    conv_dir = Codec(CodecConfig.tiny(kind="waveform", decoder="conv")).save_pretrained(tmp_path / "conv")
     (frame_dir / "model.safetensors").write_bytes((conv_dir / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match="does not match"):
         Codec.from_pretrained(frame_dir)
@@ -332,7 +332,7 @@ def test_weights_of_another_architecture_do_not_load(model, tmp_path):
 
 def test_training_mode_forward():
     torch.manual_seed(0)
-    model = Codec(CodecConfig.tiny()).train()
+    model = Codec(CodecConfig.tiny(kind="waveform")).train()
     wav = signal(1.01)[None]  # not a multiple of the hop
     out = model(wav)
     assert isinstance(out, CodecOutput)
@@ -355,7 +355,7 @@ def test_training_mode_forward():
 @pytest.mark.parametrize("decoder, adversarial", [("frame", True), ("conv", False)])
 def test_gan_training_step_stays_finite(decoder, adversarial):
     torch.manual_seed(0)
-    model = Codec(CodecConfig.tiny(decoder=decoder)).train()
+    model = Codec(CodecConfig.tiny(kind="waveform", decoder=decoder)).train()
     loss_fn = CodecLoss(model.config)
     discriminators = Discriminators(DiscriminatorConfig(periods=(2, 3), period_channels=(4, 8), scales=1,
                                                         scale_channels=(4, 8), stft_filters=4))

@@ -93,7 +93,7 @@ def test_refine_setting(model):
     assert plain.shape == refined.shape and not torch.equal(plain, refined)
     with pytest.raises(ValueError, match="refine"):
         model.decode(codes, refine=-1)
-    waveform_codec = Codec(CodecConfig.tiny())
+    waveform_codec = Codec(CodecConfig.tiny(kind="waveform"))
     with pytest.raises(ValueError, match="spectral codec only"):
         waveform_codec.decode(waveform_codec.encode(speechlike(0.2), SR), refine=2)
 
@@ -116,14 +116,14 @@ def test_load_vocoder_copies_weights_and_checks_the_config(model):
     for name, value in vocoder.state_dict().items():
         assert torch.equal(codec.vocoder.state_dict()[name], value)
     # Another architecture with the same mel analysis is accepted and becomes the codec's config.
-    other = Vocoder(replace(model.config.vocoder, learned_amplitude=False))
+    other = Vocoder(replace(model.config.vocoder, learned_amplitude=True))
     codec.load_vocoder(other)
-    assert codec.config.vocoder == other.config and not codec.vocoder.config.learned_amplitude
+    assert codec.config.vocoder == other.config and codec.vocoder.config.learned_amplitude
     assert torch.isfinite(codec.decode(codec.encode(speechlike(0.3), SR))).all()
     with pytest.raises(ValueError, match="mel analysis"):
         codec.load_vocoder(Vocoder(VocoderConfig(mel=MelConfig(n_mels=64))))
     with pytest.raises(ValueError, match="spectral"):
-        Codec(CodecConfig.tiny()).load_vocoder(vocoder)
+        Codec(CodecConfig.tiny(kind="waveform")).load_vocoder(vocoder)
 
 
 def test_save_load_round_trip_and_fingerprint(model, tmp_path):
@@ -131,7 +131,7 @@ def test_save_load_round_trip_and_fingerprint(model, tmp_path):
     loaded = Codec.from_pretrained(tmp_path / "m")
     assert loaded.config == model.config
     data = loaded.compress(speechlike(0.3), SR)
-    other = Codec(CodecConfig.tiny())
+    other = Codec(CodecConfig.tiny(kind="waveform"))
     with pytest.raises(BitstreamError):
         other.decompress(data)
 

@@ -1,5 +1,6 @@
 """Regression tests for the second hardening pass: PCM input, codec fingerprints, the recipes'
-dead-code threshold, continuation prompts, output loudness and decode errors."""
+dead-code threshold, default configs that are the shipped models, continuation prompts, output
+loudness and decode errors."""
 
 import json
 from dataclasses import replace
@@ -15,9 +16,9 @@ from generation import AudioGen, AudioLanguageModel
 from generation.audiogen import CODEC_REFERENCE, check_codec_reference
 from recipes.config import CONFIG_DIR, load_recipe_config
 from presets import TINY_CODEC, TINY_LM
-from vocoder import Vocoder, load_audio
+from vocoder import Vocoder, VocoderConfig, load_audio
 from vocoder.audio import as_batch, prepare_waveform
-from vocoder.checkpoint import config_from_dict, config_to_dict
+from vocoder.checkpoint import config_from_dict, config_to_dict, read_config
 from vocoder.modules import BackboneConfig
 
 SR = 16_000
@@ -52,9 +53,49 @@ def test_integer_pcm_tensors_are_scaled_like_arrays():
 def test_every_codec_recipe_reseeds_only_entries_almost_never_used():
     # 8 x 1 s batches give a codebook 400 vectors for 1,024 entries: a threshold of 2 re-seeds ~40 % a step.
     assert QuantizerConfig().dead_code_threshold == 0.1
-    for recipe in (None, CONFIG_DIR / "codec_spectral.yaml"):
+    for recipe in (None, CONFIG_DIR / "codec_spectral.yaml", CONFIG_DIR / "codec_waveform.yaml"):
         model = load_recipe_config("codec", recipe)["model"]
         assert config_from_dict(CodecConfig, model).quantizer.dead_code_threshold == 0.1
+
+
+# ------------------------------------------------------------------ defaults are the shipped models
+
+
+def architecture(config: CodecConfig) -> dict:
+    """``config`` as a dict less :attr:`Codec.training_fields` (settings that only steer training)."""
+    arch = config_to_dict(config)
+    for dotted in Codec.training_fields:
+        *parents, leaf = dotted.split(".")
+        node = arch
+        for key in parents:
+            node = node[key]
+        node.pop(leaf)
+    return arch
+
+
+def test_default_configs_are_the_shipped_models():
+    shipped_codec = read_config(CodecConfig, Codec.default_pretrained, "Codec")
+    assert architecture(CodecConfig()) == architecture(shipped_codec)
+    assert CodecConfig().quantizer.quantize_dropout is False  # as the shipped codec was trained
+    assert CodecConfig.spectral_default() == CodecConfig()
+    assert VocoderConfig() == read_config(VocoderConfig, Vocoder.default_pretrained, "Vocoder")
+    assert CodecConfig().vocoder == VocoderConfig()
+    # The recipes' defaults build them too, and the waveform design is one named preset away.
+    assert config_from_dict(CodecConfig, load_recipe_config("codec")["model"]) == CodecConfig()
+    assert config_from_dict(VocoderConfig, load_recipe_config("vocoder")["model"]) == VocoderConfig()
+    waveform = config_from_dict(CodecConfig, load_recipe_config("codec", CONFIG_DIR / "codec_waveform.yaml")["model"])
+    assert waveform == CodecConfig.waveform() and waveform.kind == "waveform" and waveform.quantizer.quantize_dropout
+    # codec_spectral.yaml, which users' commands name, is the default but for its output folder.
+    named = load_recipe_config("codec", CONFIG_DIR / "codec_spectral.yaml")
+    assert {**named, "output": None} == {**load_recipe_config("codec"), "output": None}
+
+
+@pytest.mark.parametrize("kind", ["spectral", "waveform"])
+def test_the_smoke_recipe_is_tiny_for_both_designs(kind):
+    extra = CONFIG_DIR / "codec_waveform.yaml" if kind == "waveform" else None
+    config = config_from_dict(CodecConfig, load_recipe_config("codec", extra, smoke=True)["model"])
+    assert config.kind == kind
+    assert sum(p.numel() for p in Codec(config).parameters()) < 300_000
 
 
 # -------------------------------------------------------------------------------- fingerprints
@@ -216,7 +257,7 @@ def test_a_failed_codec_decode_speaks_of_codes_not_of_mels(bias, what):
 
 
 def test_a_failed_waveform_codec_decode_speaks_of_codes():
-    codec = Codec(CodecConfig.tiny()).eval()
+    codec = Codec(CodecConfig.tiny(kind="waveform")).eval()
     with torch.no_grad():
         for parameter in codec.decoder.parameters():
             parameter.fill_(float("nan"))

@@ -143,7 +143,7 @@ def test_unknown_start_is_rejected(vocoder):
 
 def test_refinement_needs_the_mel_stft():
     model = Vocoder(VocoderConfig(backbone=BackboneConfig(dim=16, intermediate_dim=32, num_layers=1),
-                                  n_fft=960, win_length=960, amplitude_prior=False))
+                                  n_fft=960, win_length=960, amplitude_prior=False, learned_amplitude=True))
     mel = torch.zeros(1, 80, 4)
     assert model.decode(mel, refine=0).shape == (1, 1, 4 * 160)
     with pytest.raises(ValueError, match="refinement needs"):

@@ -25,6 +25,8 @@ from recipes.train import RunTimer, parse_max_time
 from vocoder import Vocoder
 
 ROOT = Path(__file__).resolve().parents[1]
+# The codec recipe's default is the shipped spectral design; these runs train the waveform design.
+WAVEFORM = ("--config", str(ROOT / "recipes/configs/codec_waveform.yaml"))
 
 
 def run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -48,7 +50,7 @@ def last_step(output: Path) -> int:
 @pytest.fixture(scope="module")
 def codec_run(tiny_corpus, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("codec_run")
-    train("codec", output, f"data.manifest={tiny_corpus}")
+    train("codec", output, f"data.manifest={tiny_corpus}", extra=WAVEFORM)
     return output
 
 
@@ -65,7 +67,7 @@ def test_codec_recipe_trains_exports_and_resumes(codec_run, tiny_corpus):
 
     before = last_step(codec_run)
     rows_before = (codec_run / "csv" / "metrics.csv").read_text().splitlines()
-    train("codec", codec_run, f"data.manifest={tiny_corpus}", extra=("--resume", "--max-steps", str(before + 2)))
+    train("codec", codec_run, f"data.manifest={tiny_corpus}", extra=(*WAVEFORM, "--resume", "--max-steps", str(before + 2)))
     assert last_step(codec_run) == before + 2  # continued from the checkpoint, not from zero
     # The resumed run appends to the earlier log: every earlier row is still there.
     rows_after = list(csv.DictReader((codec_run / "csv" / "metrics.csv").open()))
@@ -78,27 +80,27 @@ def test_codec_recipe_trains_exports_and_resumes(codec_run, tiny_corpus):
 def test_damaged_checkpoint_and_changed_model_are_one_line_errors(codec_run, tiny_corpus, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(codec_run, run_dir)
-    proc = run("recipes.train", "codec", "--smoke", "--output", str(run_dir), "--resume", "--set",
+    proc = run("recipes.train", "codec", "--smoke", *WAVEFORM, "--output", str(run_dir), "--resume", "--set",
                f"data.manifest={tiny_corpus}", "model.latent_dim=8")
     assert proc.returncode == 2 and "model config" in proc.stderr and "differs in latent_dim" in proc.stderr
     assert "Traceback" not in proc.stderr
     # Settings that only steer training (here quantizer dropout) may change on resume.
     before = last_step(run_dir)
     train("codec", run_dir, f"data.manifest={tiny_corpus}", "model.quantizer.quantize_dropout=false",
-          extra=("--resume", "--max-steps", str(before + 2)))
+          extra=(*WAVEFORM, "--resume", "--max-steps", str(before + 2)))
     assert last_step(run_dir) == before + 2
     # In a copied run folder too, periodic saves overwrite last.ckpt (no last-v1.ckpt beside a stale
     # one), so a run killed before its end resumes from its newest state.
     assert not list((run_dir / "checkpoints").glob("last-v*.ckpt"))
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
-    proc = run("recipes.train", "codec", "--smoke", "--output", str(run_dir), "--resume", "--set",
+    proc = run("recipes.train", "codec", "--smoke", *WAVEFORM, "--output", str(run_dir), "--resume", "--set",
                f"data.manifest={tiny_corpus}")
     assert proc.returncode == 2 and "last.ckpt is damaged" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_warm_start_from_saved_weights(codec_run, tiny_corpus, tmp_path):
-    proc = run("recipes.train", "codec", "--smoke", "--output", str(tmp_path / "warm"), "--max-steps", "1",
+    proc = run("recipes.train", "codec", "--smoke", *WAVEFORM, "--output", str(tmp_path / "warm"), "--max-steps", "1",
                "--set", f"data.manifest={tiny_corpus}", f"init={codec_run / 'best'}")
     assert proc.returncode == 0 and "warm start" in proc.stderr, proc.stderr[-2000:]
     proc = run("recipes.train", "vocoder", "--smoke", "--output", str(tmp_path / "bad"), "--max-steps", "1",
@@ -217,12 +219,9 @@ def test_language_model_cooldown_falls_to_zero_and_ends_the_run():
 
 
 def train_spectral_codec(tiny_corpus: Path, output: Path, *overrides: str) -> subprocess.CompletedProcess:
-    small = "{kind: convnext, dim: 16, intermediate_dim: 32, num_layers: 1}"
-    return run("recipes.train", "codec", "--smoke", "--config", str(ROOT / "recipes/configs/codec_spectral.yaml"),
-               "--output", str(output), "--set", f"data.manifest={tiny_corpus}",
-               "data.exclude=[]", "data.valid_split=valid",
-               "data.valid_include=null", "data.segment_seconds=0.5", "data.batch_size=2",
-               f"model.spectral.mel_stage={small}", f"model.spectral.code_stage={small}", *overrides)
+    """The codec recipe's default (spectral) design on the tiny corpus, as a user runs it."""
+    return run("recipes.train", "codec", "--smoke", "--output", str(output), "--set", f"data.manifest={tiny_corpus}",
+               *overrides)
 
 
 def test_spectral_codec_recipe_with_a_trained_vocoder(tiny_corpus, tmp_path):

@@ -14,8 +14,9 @@ TINY_MEL_SCALES = ((256, 64, 20), (128, 32, 16))
 
 
 def tiny_config(kind: str = "convnext") -> VocoderConfig:
+    # A learned amplitude (not the shipped default) so that every part of the network trains.
     return VocoderConfig(mel=TINY_MEL, backbone=BackboneConfig(kind, dim=32, intermediate_dim=64, num_layers=2),
-                         n_fft=256, win_length=256)
+                         n_fft=256, win_length=256, learned_amplitude=True)
 
 
 @pytest.fixture(scope="module")
@@ -158,4 +159,4 @@ def test_untrained_amplitude_prior_vocoder_starts_at_the_pseudo_inverse():
 def test_amplitude_prior_needs_the_mel_frequency_bins():
     with pytest.raises(ValueError, match="amplitude_prior"):
         VocoderConfig(mel=TINY_MEL, n_fft=512, win_length=256)
-    VocoderConfig(mel=TINY_MEL, n_fft=512, win_length=256, amplitude_prior=False)
+    VocoderConfig(mel=TINY_MEL, n_fft=512, win_length=256, amplitude_prior=False, learned_amplitude=True)

@@ -75,7 +75,7 @@ def default_backbone() -> BackboneConfig:
 
 @dataclass
 class VocoderConfig:
-    """Mel analysis, trunk, and synthesis STFT of a :class:`Vocoder`.
+    """Mel analysis, trunk, and synthesis STFT of a :class:`Vocoder`; the defaults are the shipped vocoder's.
 
     The synthesis hop is always the mel hop (one STFT frame per mel frame). ``n_fft`` and
     ``win_length`` of the synthesis STFT may differ from the mel analysis; ``n_fft`` must be a
@@ -91,9 +91,9 @@ class VocoderConfig:
     n_fft: int = 640
     win_length: int = 640
     amplitude_prior: bool = True
-    # False: the amplitude is the prior itself, nothing learned. On held-out speech the prior scored
-    # better than a CPU-trained correction (reports/), so the shipped vocoder keeps it fixed.
-    learned_amplitude: bool = True
+    # False (as shipped): the amplitude is the prior itself, nothing learned; on held-out speech the
+    # prior beat a CPU-trained correction (vocoder model card).
+    learned_amplitude: bool = False
 
     def __post_init__(self) -> None:
         if not (self.learned_amplitude or self.amplitude_prior):
