@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional, Tuple, Union
 
@@ -240,8 +240,7 @@ class DemoHandlers:
         started = time.perf_counter()
         with self._stoppable(request, progress) as on_step:
             wav = generator.generate([text], duration=sampling.duration, cfg_coef=sampling.cfg_coef,
-                                     **asdict(sampling.params),
-                                     seed=sampling.seed, progress=on_step)
+                                     sampling=sampling.params, seed=sampling.seed, progress=on_step)
         elapsed = time.perf_counter() - started
         seconds = wav.shape[-1] / generator.sample_rate
         summary = (f"Generated **{seconds:.2f} s** of audio in **{elapsed:.1f} s** "
@@ -283,7 +282,7 @@ class DemoHandlers:
         with self._stoppable(request, progress) as on_step:
             wav = generator.generate_continuation(
                 prompt, prompt_rate, descriptions=None if text is None else [text], duration=sampling.duration,
-                cfg_coef=sampling.cfg_coef, **asdict(sampling.params), seed=sampling.seed, progress=on_step)
+                cfg_coef=sampling.cfg_coef, sampling=sampling.params, seed=sampling.seed, progress=on_step)
         elapsed = time.perf_counter() - started
         seconds = wav.shape[-1] / generator.sample_rate
         summary = (f"The prompt ends at **{prompt_seconds:.2f} s** (cyan line); the remaining "

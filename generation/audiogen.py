@@ -197,43 +197,43 @@ class AudioGen:
 
     # -------------------------------------------------------------------------------- generation
 
-    def generate(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF,
-                 temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p, seed: Optional[int] = None,
-                 progress: Progress = False, extend_stride: Optional[float] = None,
-                 target_db: Optional[float] = CORPUS_RMS_DB, **unknown) -> torch.Tensor:
+    def generate(self, descriptions: Union[str, Sequence[str]], *, duration: float = 5.0,
+                 cfg_coef: float = DEFAULT_CFG_COEF, sampling: SamplingParams = DEFAULT_SAMPLING,
+                 seed: Optional[int] = None, progress: Progress = False, extend_stride: Optional[float] = None,
+                 target_db: Optional[float] = CORPUS_RMS_DB) -> torch.Tensor:
         """Audio ``[B, 1, T]`` at :attr:`sample_rate` for each description (``T = frames * hop``).
 
         ``descriptions`` is a list of texts (a single string is one); an empty list or a blank text
         is a ValueError (unconditional audio: :meth:`generate_continuation` without descriptions).
-        ``cfg_coef`` is the classifier-free guidance scale γ (1 = no guidance, which skips the
-        unconditional pass). ``top_k = 0`` / ``top_p = 0`` switch those filters off and
-        ``temperature = 0`` is greedy. The same ``seed`` gives the same audio. ``progress`` is
-        ``True`` for a tqdm bar or a callable ``(generated_steps, total_steps)``.
+        The other arguments are keyword-only. ``cfg_coef`` is the classifier-free guidance scale γ
+        (1 = no guidance, which skips the unconditional pass). ``sampling`` is how each token is
+        drawn (:class:`~generation.sampling.SamplingParams`: temperature, top-k, top-p, e.g.
+        ``SamplingParams(top_k=50)``; ``temperature=0`` is greedy). The same ``seed`` gives the same
+        audio. ``progress`` is ``True`` for a tqdm bar or a callable ``(generated_steps, total_steps)``.
         ``extend_stride`` (seconds, default half the context) is the hop of the sliding window
         used beyond :attr:`max_duration`. ``target_db`` is each item's RMS level in dBFS, lowered
         where its peak would pass 0.95: by default the training corpus's -20 dBFS, as the CLI and the
         demo write it; ``None`` keeps the level the codec decodes (a few dB quieter).
         """
         check_target_db(target_db)
-        tokens = self.generate_tokens(descriptions, duration, cfg_coef, temperature, top_k, top_p, seed,
-                                      progress, extend_stride, **unknown)
+        tokens = self.generate_tokens(descriptions, duration=duration, cfg_coef=cfg_coef, sampling=sampling, seed=seed,
+                                      progress=progress, extend_stride=extend_stride)
         return set_level(self.codec.decode(tokens), target_db)
 
-    def generate_tokens(self, descriptions: Union[str, Sequence[str]], duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF,
-                        temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p, seed: Optional[int] = None,
-                        progress: Progress = False, extend_stride: Optional[float] = None, **unknown) -> torch.Tensor:
+    def generate_tokens(self, descriptions: Union[str, Sequence[str]], *, duration: float = 5.0,
+                        cfg_coef: float = DEFAULT_CFG_COEF, sampling: SamplingParams = DEFAULT_SAMPLING,
+                        seed: Optional[int] = None, progress: Progress = False,
+                        extend_stride: Optional[float] = None) -> torch.Tensor:
         """Codec tokens ``LongTensor [B, K, F]`` for each description; arguments as :meth:`generate`."""
-        _reject_unknown(unknown)
-        texts = _check_descriptions(descriptions)
-        return self._generate(texts, None, duration, cfg_coef, SamplingParams(temperature, top_k, top_p), seed,
-                              progress, extend_stride)
+        return self._generate(_check_descriptions(descriptions), None, duration, cfg_coef, sampling, seed, progress,
+                              extend_stride)
 
     def generate_continuation(self, prompt: ArrayLike, prompt_sample_rate: int,
-                              descriptions: Union[None, str, Sequence[str]] = None, duration: float = 5.0,
-                              cfg_coef: float = DEFAULT_CFG_COEF, temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p,
+                              descriptions: Union[None, str, Sequence[str]] = None, *, duration: float = 5.0,
+                              cfg_coef: float = DEFAULT_CFG_COEF, sampling: SamplingParams = DEFAULT_SAMPLING,
                               seed: Optional[int] = None, progress: Progress = False,
-                              extend_stride: Optional[float] = None, target_db: Optional[float] = CORPUS_RMS_DB,
-                              **unknown) -> torch.Tensor:
+                              extend_stride: Optional[float] = None,
+                              target_db: Optional[float] = CORPUS_RMS_DB) -> torch.Tensor:
         """Continue ``prompt`` (``[T]``, ``[C, T]`` or ``[B, C, T]``, any rate) up to ``duration`` seconds in all.
 
         The prompt, cut to whole codec frames (:meth:`encode_prompt`), is encoded with the codec and
@@ -242,11 +242,11 @@ class AudioGen:
         be continued for several descriptions. Other arguments (``target_db``: the whole output's
         level, prompt included) as :meth:`generate`.
         """
-        _reject_unknown(unknown)
         check_target_db(target_db)
         codes = self.encode_prompt(prompt, prompt_sample_rate)
-        tokens = self.generate_continuation_tokens(codes, descriptions, duration, cfg_coef, temperature, top_k, top_p,
-                                                   seed, progress, extend_stride)
+        tokens = self.generate_continuation_tokens(codes, descriptions, duration=duration, cfg_coef=cfg_coef,
+                                                   sampling=sampling, seed=seed, progress=progress,
+                                                   extend_stride=extend_stride)
         return set_level(self.codec.decode(tokens), target_db)
 
     def encode_prompt(self, prompt: ArrayLike, prompt_sample_rate: int) -> torch.Tensor:
@@ -260,13 +260,12 @@ class AudioGen:
                              f"got {wav.shape[-1] / self.sample_rate * 1000:.1f} ms")
         return self.codec.encode(wav[..., :whole], self.sample_rate, num_codebooks=self.lm.config.num_codebooks)
 
-    def generate_continuation_tokens(self, prompt_tokens: torch.Tensor, descriptions: Union[None, str, Sequence[str]] = None,
-                                     duration: float = 5.0, cfg_coef: float = DEFAULT_CFG_COEF, temperature: float = DEFAULT_SAMPLING.temperature,
-                                     top_k: int = DEFAULT_SAMPLING.top_k, top_p: float = DEFAULT_SAMPLING.top_p, seed: Optional[int] = None,
-                                     progress: Progress = False, extend_stride: Optional[float] = None,
-                                     **unknown) -> torch.Tensor:
+    def generate_continuation_tokens(self, prompt_tokens: torch.Tensor,
+                                     descriptions: Union[None, str, Sequence[str]] = None, *, duration: float = 5.0,
+                                     cfg_coef: float = DEFAULT_CFG_COEF, sampling: SamplingParams = DEFAULT_SAMPLING,
+                                     seed: Optional[int] = None, progress: Progress = False,
+                                     extend_stride: Optional[float] = None) -> torch.Tensor:
         """Tokens ``[B, K, F]`` that start with ``prompt_tokens [B, K, P]`` (unchanged); see :meth:`generate_continuation`."""
-        _reject_unknown(unknown)
         config = self.lm.config
         if isinstance(prompt_tokens, np.ndarray):
             prompt_tokens = torch.from_numpy(prompt_tokens)
@@ -283,12 +282,13 @@ class AudioGen:
             if prompt_tokens.shape[0] != 1:
                 raise ValueError(f"{prompt_tokens.shape[0]} prompts for {len(texts)} descriptions")
             prompt_tokens = prompt_tokens.expand(len(texts), -1, -1)
-        return self._generate(texts, prompt_tokens.long(), duration, cfg_coef, SamplingParams(temperature, top_k, top_p),
-                              seed, progress, extend_stride)
+        return self._generate(texts, prompt_tokens.long(), duration, cfg_coef, sampling, seed, progress, extend_stride)
 
     def _generate(self, texts: Optional[List[str]], prompt: Optional[torch.Tensor], duration: float, cfg_coef: float,
                   sampling: SamplingParams, seed: Optional[int], progress: Progress,
                   extend_stride: Optional[float]) -> torch.Tensor:
+        if not isinstance(sampling, SamplingParams):
+            raise ValueError(f"sampling must be a SamplingParams, got {type(sampling).__name__}")
         num_frames = self._num_frames(duration)
         cfg: Optional[float] = check_cfg_coef(cfg_coef)
         generator = _generator(seed, self.device)
@@ -391,11 +391,6 @@ def set_level(wav: torch.Tensor, target_db: Optional[float]) -> torch.Tensor:
     if target_db is None:
         return wav
     return torch.stack([normalize_loudness(item, float(target_db)) for item in wav])
-
-
-def _reject_unknown(unknown: dict) -> None:
-    if unknown:
-        raise ValueError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
 
 
 def _check_descriptions(descriptions: Union[str, Sequence[str]]) -> List[str]:

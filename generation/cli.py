@@ -11,7 +11,7 @@ from vocoder.audio import CORPUS_RMS_DB, load_audio, save_audio
 from vocoder.cli import OneLineParser, check_input_file, check_output_path, write_atomically
 
 from .audiogen import AudioGen
-from .sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING
+from .sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING, SamplingParams
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +44,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_input_file(args.prompt)
         check_output_path(args.output, inputs=[args.prompt] if args.prompt else [])
         gen = AudioGen.random_init() if args.random_init else AudioGen.from_pretrained(args.model)
-        params = dict(duration=args.duration, cfg_coef=args.cfg, temperature=args.temperature, top_k=args.top_k,
-                      top_p=args.top_p, seed=args.seed, progress=args.progress,
-                      target_db=None if args.raw_level else args.target_db)
+        sampling = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+        params = dict(duration=args.duration, cfg_coef=args.cfg, sampling=sampling, seed=args.seed,
+                      progress=args.progress, target_db=None if args.raw_level else args.target_db)
         if args.prompt is not None:
             prompt, rate = load_audio(args.prompt)
             wav = gen.generate_continuation(prompt, rate, [args.description], **params)

@@ -176,22 +176,37 @@ def test_missing_models_are_clear_errors(tmp_path):
     (dict(duration=-1.0), "duration"),
     (dict(duration=301), "duration"),
     (dict(duration=float("nan")), "duration"),
-    (dict(top_k=-1), "top_k"),
-    (dict(top_k=2.5), "top_k"),
-    (dict(top_p=1.5), "top_p"),
-    (dict(temperature=-0.1), "temperature"),
+    (dict(sampling=dict(top_k=5)), "SamplingParams"),
     (dict(cfg_coef=-1), "cfg_coef"),
     (dict(cfg_coef=float("inf")), "cfg_coef"),
     (dict(seed=-3), "seed"),
     (dict(progress="yes"), "progress"),
     (dict(extend_stride=5.0), "extend_stride"),
     (dict(extend_stride=float("nan")), "extend_stride"),
-    (dict(cfg=3.0), "unknown generation parameter"),
 ])
 def test_invalid_parameters_raise_value_errors(gen, kwargs, message):
     kwargs = {"descriptions": ["ok"], "duration": 0.1, **kwargs}
     with pytest.raises(ValueError, match=message):
         gen.generate_tokens(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(top_k=-1), "top_k"), (dict(top_k=2.5), "top_k"), (dict(top_p=1.5), "top_p"),
+    (dict(temperature=-0.1), "temperature"),
+])
+def test_invalid_sampling_parameters_raise_value_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SamplingParams(**kwargs)
+
+
+def test_generation_settings_are_keyword_only_and_sampling_is_one_argument(gen):
+    tokens = gen.generate_tokens(["ok"], duration=0.1, sampling=SamplingParams(top_k=5), seed=0)
+    assert torch.equal(tokens, gen.generate_tokens("ok", duration=0.1, sampling=SamplingParams(top_k=5), seed=0))
+    with pytest.raises(TypeError):
+        gen.generate_tokens(["ok"], 0.1)  # duration only by name
+    for misspelt in (dict(cfg=3.0), dict(top_k=5)):  # a typo, or a sampling setting outside SamplingParams
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            gen.generate_tokens(["ok"], duration=0.1, **misspelt)
 
 
 def test_prompt_must_be_shorter_than_the_duration(gen):

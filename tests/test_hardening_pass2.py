@@ -12,7 +12,7 @@ import torch
 
 from codec import BitstreamError, Codec, CodecConfig, bitstream
 from codec.config import ChunkConfig, QuantizerConfig
-from generation import AudioGen, AudioLanguageModel
+from generation import AudioGen, AudioLanguageModel, SamplingParams
 from generation.audiogen import CODEC_REFERENCE, check_codec_reference
 from recipes.config import CONFIG_DIR, load_recipe_config
 from presets import TINY_CODEC, TINY_LM
@@ -233,7 +233,7 @@ def test_library_cli_and_demo_return_the_same_level(tmp_path):
     models = DemoModels(gen, gen.codec, "test", "test", generator_trained=False, codec_trained=False)
     demo = DemoHandlers(models, DemoLimits(), Workspace(tmp_path / "demo"))
     shown = demo.generate("wind", duration=0.5, top_k=5, seed=3, random_seed=False).audio
-    library = gen.generate(["wind"], duration=0.5, seed=3, top_k=5)  # the tiny codebooks hold 16 entries
+    library = gen.generate(["wind"], duration=0.5, seed=3, sampling=SamplingParams(top_k=5))  # 16-entry codebooks
     for written in (tmp_path / "cli.wav", shown):
         torch.testing.assert_close(load_audio(written)[0], library[0], atol=2e-4, rtol=0)  # 16-bit files
 
