@@ -10,6 +10,7 @@ and, for speech corpora (``data.speech: true``), wide-band PESQ and STOI.
 from __future__ import annotations
 
 import json
+import warnings
 import math
 from functools import partial
 from pathlib import Path
@@ -70,16 +71,17 @@ class AudioDataModule(L.LightningDataModule):
                                              self.sample_rate, include=self.valid_include)
 
     def _noise_set(self) -> Optional[AudioSegmentDataset]:
-        """Background clips for noise augmentation: the training split under ``noise_include``."""
+        """Background clips for noise augmentation: the training split under ``noise_include`` (a
+        corpus without such recordings trains without noise mixing, and says so)."""
         if self.augment.noise_p <= 0 or not self.augment.noise_include:
             return None
         try:
             return AudioSegmentDataset(self.manifest, "train", self.segment_seconds, self.sample_rate,
                                        include=self.augment.noise_include, exclude=self.exclude)
         except ManifestError:
-            raise RecipeConfigError(f"data.augment.noise_include {self.augment.noise_include} matches no "
-                                    f"training recording of {self.manifest}; set data.augment.noise_p=0 "
-                                    f"or name other recording-id prefixes") from None
+            warnings.warn(f"data.augment: no training recording of {self.manifest} lies under "
+                          f"noise_include {self.augment.noise_include}: training without background noise")
+            return None
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,

@@ -130,5 +130,17 @@ def test_the_codec_recipes_never_train_on_a_held_out_source(tmp_path):
         data = config["data"]
         module = AudioDataModule(sample_rate=SR, **{**data, "valid_split": "valid", "valid_include": None})
         module.setup()
-        trained = {e.source for e in module.train_set.entries}
+        clips = getattr(module.train_set, "dataset", module.train_set)  # under augmentation
+        trained = {e.source for e in clips.entries}
         assert trained == {"tuxpaint-stamps-default", "flight-of-the-amazon-queen"}
+
+
+def test_a_corpus_without_ambience_trains_without_noise(corpus):
+    from recipes.audio_module import AudioDataModule
+
+    data = load_recipe_config("codec", overrides=[f"data.manifest={corpus}", "data.exclude=[]",
+                                                  "data.valid_split=train", "data.valid_include=null"])["data"]
+    module = AudioDataModule(sample_rate=SR, **data)
+    with pytest.warns(UserWarning, match="without background noise"):
+        module.setup()
+    assert module.train_set.noise is None and len(module.train_set) == 3
