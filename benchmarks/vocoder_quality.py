@@ -94,7 +94,7 @@ def train(vocoder: Vocoder, clips: Sequence[torch.Tensor], args: argparse.Namesp
         start = time.process_time()
         target = random_batch(clips, args.batch_size, length, rng)
         with torch.no_grad():
-            mel = vocoder.mel_spectrogram(target)
+            mel = vocoder.frontend(target)
         loss = loss_fn(vocoder(mel), target)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
@@ -121,7 +121,7 @@ def train(vocoder: Vocoder, clips: Sequence[torch.Tensor], args: argparse.Namesp
 def griffin_lim(vocoder: Vocoder, mel: torch.Tensor, iterations: int) -> torch.Tensor:
     """Griffin-Lim from the same log-mel: the filterbank's pseudo-inverse, then fast Griffin-Lim
     (momentum 0.99, torchaudio's and librosa's default) from random phase, amplitude fixed."""
-    magnitude = torch.exp(vocoder.mel_spectrogram.pseudo_inverse(mel))
+    magnitude = torch.exp(vocoder.frontend.pseudo_inverse(mel))
     return vocoder.refiner(magnitude, None, iterations, generator=torch.Generator().manual_seed(0))
 
 
@@ -130,7 +130,7 @@ def true_phase_ceiling(vocoder: Vocoder, istft: InverseSTFT, mel: torch.Tensor,
     """The pseudo-inverse amplitude with the reference's own phase: what a perfect phase predictor
     would reach with the prior alone (a ceiling, not a method). ``istft`` is at the mel's STFT."""
     c = vocoder.config.mel
-    amplitude = torch.exp(vocoder.mel_spectrogram.pseudo_inverse(mel))
+    amplitude = torch.exp(vocoder.frontend.pseudo_inverse(mel))
     phase = torch.angle(stft(reference, c.n_fft, c.hop_length, c.win_length))[..., : mel.shape[-1]]
     return istft(amplitude * torch.cos(phase), amplitude * torch.sin(phase))[:, None]
 

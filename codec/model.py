@@ -218,7 +218,7 @@ class Codec(nn.Module, Pretrained):
         padded = F.pad(wav, (0, -length % self.hop_length))
         if self.vocoder is not None:
             with torch.no_grad():
-                target_mel = self.encoder.mel_spectrogram(padded)
+                target_mel = self.encoder.frontend(padded)
             quantized = self.quantizer(self.encoder.encode_mel(target_mel), num_codebooks)
             return CodecOutput(None, quantized.codes, quantized.loss, mel=self.decoder(quantized.quantized),
                                target_mel=target_mel)

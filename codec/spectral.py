@@ -3,9 +3,8 @@
 The spectral design (``CodecConfig()``, the default) quantizes a frame-level encoding of the
 log-mel spectrogram and decodes back to a log-mel, which the codec's own mel vocoder (with phase
 refinement) turns into a waveform. Training needs no waveform losses: an L1 on log-mel frames is
-cheap, so a CPU hour buys many more steps than the waveform design gets (measured before this
-design was chosen: after 20-25 CPU-minutes a spectral probe reached PESQ 1.9 on real speech where
-the waveform codec was still at 1.1; see the codec's model card).
+cheap, so a CPU hour buys many more steps than the waveform design gets (the codec model card,
+"Why this design", has the measurement that chose it).
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ class MelEncoder(nn.Module):
     def __init__(self, mel: MelConfig, config: SpectralConfig, latent_dim: int) -> None:
         super().__init__()
         self.config = config
-        self.mel_spectrogram = MelSpectrogram(mel)
+        self.frontend = MelSpectrogram(mel)
         d = config.downsample
         self.mel_stage = Backbone(mel.n_mels, config.mel_stage)
         # kernel 2d, stride d, padding d/2 (rounded down): exactly N / d output frames for N divisible by d.
@@ -68,7 +67,7 @@ class MelEncoder(nn.Module):
         return self.project(self.code_stage(h))[..., : log_mel.shape[-1] // self.config.downsample]
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        return self.encode_mel(self.mel_spectrogram(wav))
+        return self.encode_mel(self.frontend(wav))
 
 
 class MelDecoder(nn.Module):

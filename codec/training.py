@@ -7,14 +7,14 @@ is :func:`vocoder.losses.adversarial_discriminator_loss`, shared with the vocode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
 from vocoder.discriminators import Discriminators
 from vocoder.losses import (
+    LossOutput,
     LossWeights,
     MultiScaleMelLoss,
     adversarial_generator_losses,
@@ -25,18 +25,6 @@ from vocoder.losses import (
 
 from .config import CodecConfig
 from .model import CodecOutput
-
-
-@dataclass
-class CodecLossOutput:
-    """The total to back-propagate and each weighted contribution to it (detached, for logging).
-
-    ``terms`` holds ``mel`` and ``quantizer`` always, ``linear_mel`` when weighted (spectral codec), ``spectrum`` (the APNet terms together) with
-    the frame decoder, and ``adversarial`` / ``feature_matching`` when discriminators were given.
-    """
-
-    total: torch.Tensor
-    terms: Dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class CodecLoss(nn.Module):
@@ -56,10 +44,14 @@ class CodecLoss(nn.Module):
         self.mel_loss = MultiScaleMelLoss(config.sample_rate)
 
     def forward(self, output: CodecOutput, target: torch.Tensor,
-                discriminators: Optional[Discriminators] = None) -> CodecLossOutput:
+                discriminators: Optional[Discriminators] = None) -> LossOutput:
         """``output`` of ``Codec.forward(target)``; ``target`` is the input waveform ``[B, 1, T]``.
         For the spectral codec the loss compares ``output.mel`` with ``output.target_mel`` (the
-        mel L1 weighted by ``weights.mel``) and takes no discriminators."""
+        mel L1 weighted by ``weights.mel``) and takes no discriminators.
+
+        The terms are each weighted contribution to the total: ``mel`` and ``quantizer`` always,
+        ``linear_mel`` when weighted (spectral codec), ``spectrum`` (the APNet terms together) with
+        the frame decoder, and ``adversarial`` / ``feature_matching`` when discriminators were given."""
         c, w = self.config, self.weights
         if output.mel is not None:
             # Spectral codec: L1 on log-mel frames (its vocoder is trained on its own).
@@ -68,7 +60,7 @@ class CodecLoss(nn.Module):
             if w.linear_mel:
                 weighted["linear_mel"] = w.linear_mel * spectral_convergence(output.mel.exp(), output.target_mel.exp())
             total = sum(weighted.values())
-            return CodecLossOutput(total, {name: value.detach() for name, value in weighted.items()})
+            return LossOutput.detached(total, weighted)
         generated = output.audio
         if generated.shape != target.shape:
             raise ValueError(f"generated audio {tuple(generated.shape)} and target {tuple(target.shape)} differ in shape")
@@ -85,4 +77,4 @@ class CodecLoss(nn.Module):
             weighted["adversarial"] = w.adversarial * adversarial
             weighted["feature_matching"] = w.feature_matching * feature_matching
         total = sum(weighted.values())
-        return CodecLossOutput(total, {name: value.detach() for name, value in weighted.items()})
+        return LossOutput.detached(total, weighted)

@@ -20,8 +20,7 @@ class SamplingParams:
     filters off; when both are set, top-k is applied first, then top-p on what is left.
     """
 
-    # 0.8 rather than AudioGen's 1.0: on the shipped 8.5 M-parameter model it raised guided retrieval and the
-    # drum and effect continuations, and lowered the Fréchet distance (model card, "Sampling temperature")
+    # 0.8, not AudioGen's 1.0: better on the shipped model (generation model card, "Sampling temperature").
     temperature: float = 0.8
     top_k: int = 250
     top_p: float = 0.0

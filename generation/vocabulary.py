@@ -33,10 +33,8 @@ VOCABULARY_VERSION = 1
 COUNTED = ("recordings", "clips")
 # A caption needs this many training recordings to count as learned (the coverage rule's count).
 MIN_RECORDINGS = 5
-# Below this cosine similarity a prompt is far from every learned caption. Measured with the shipped
-# model's MiniLM and vocabulary (model card, "What it knows"): 32 paraphrases of learned captions scored
-# 0.60-1.00 (median 0.85), 41 prompts for sounds the corpus lacks 0.25-0.83 (median 0.52); 0.65 misjudged
-# the fewest (2 paraphrases flagged, 6 unrelated prompts passed, each via a caption naming a like source).
+# Below this cosine similarity a prompt is far from every learned caption: the threshold that misjudged
+# the fewest prompts (generation model card, "What it knows").
 FAR_SIMILARITY = 0.65
 
 

@@ -250,7 +250,7 @@ def evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: S
 def _evaluate_vocoder(vocoder: Vocoder, clips: Dict[ClipSet, list], iterations: Sequence[int]
                       ) -> Dict[str, Dict[str, Dict[str, float]]]:
     c = vocoder.config.mel
-    refiner, mel_frontend = vocoder.refiner, vocoder.mel_spectrogram
+    refiner, mel_frontend = vocoder.refiner, vocoder.frontend
     results: Dict[str, Dict[str, Dict[str, float]]] = {}
     for clip_set, items in clips.items():
         if not clip_set.speech:

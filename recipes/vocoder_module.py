@@ -27,11 +27,11 @@ class VocoderModule(AudioGanModule):
 
     def generator_loss(self, audio: torch.Tensor, adversarial: bool) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
         with torch.no_grad():
-            mel = self.generator.mel_spectrogram(audio)
+            mel = self.generator.frontend(audio)
         prediction = self.generator(mel)
         result = self.loss(prediction, audio, adversarial=adversarial)
         return prediction.waveform[..., : audio.shape[-1]], result.total, result.terms
 
     @torch.no_grad()
     def reconstruct(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.generator.decode(self.generator.mel_spectrogram(audio))
+        return self.generator.decode(self.generator.frontend(audio))

@@ -158,7 +158,7 @@ def test_fixed_prior_amplitude_skips_the_network_for_other_starts():
                                   learned_amplitude=False)).eval()
     assert model.head.amplitude is None
     mel = model.mel(harmonic_signal(0.5), SR)
-    prior = model.mel_spectrogram.pseudo_inverse(mel)
+    prior = model.frontend.pseudo_inverse(mel)
     expected = model.refiner(torch.exp(prior), pghi_phase(prior, 640, 160), 4, target_log_mel=mel)
     assert torch.allclose(model.decode(mel, refine=4, start="pghi"), expected, atol=1e-5)
     # The network still gives the phase for start="network" and the pure path for refine=0.

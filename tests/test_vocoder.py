@@ -100,7 +100,7 @@ def test_adversarial_training_step_runs_and_gives_finite_gradients():
     model = Vocoder(tiny_config())
     loss_fn = VocoderLoss(model.config, discriminators=tiny_discriminators(), mel_scales=TINY_MEL_SCALES)
     target = torch.randn(2, 1, 32 * model.hop_length) * 0.1
-    prediction = model(model.mel_spectrogram(target))
+    prediction = model(model.frontend(target))
     output = loss_fn(prediction, target)
     expected = {"amplitude", "instantaneous_phase", "group_delay", "angular_frequency", "consistency",
                 "real_imag", "mel", "adversarial", "feature_matching"}
@@ -110,7 +110,7 @@ def test_adversarial_training_step_runs_and_gives_finite_gradients():
     disc_loss = loss_fn.discriminator_loss(prediction.waveform, target)
     assert disc_loss.requires_grad and torch.isfinite(disc_loss)
     # Without the adversarial flag only the reconstruction terms remain.
-    assert "adversarial" not in loss_fn(model(model.mel_spectrogram(target)), target, adversarial=False).terms
+    assert "adversarial" not in loss_fn(model(model.frontend(target)), target, adversarial=False).terms
 
 
 @pytest.mark.parametrize("weights", [LossWeights(phase_kind="cos", phase_weighting="none"), LossWeights()])
@@ -120,7 +120,7 @@ def test_repeated_steps_lower_the_loss_on_a_fixed_batch(weights):
     loss_fn = VocoderLoss(model.config, weights, mel_scales=TINY_MEL_SCALES)
     t = torch.arange(24 * model.hop_length) / model.sample_rate
     target = (0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.05 * torch.randn_like(t))[None, None]
-    mel = model.mel_spectrogram(target)
+    mel = model.frontend(target)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(15):
@@ -133,7 +133,7 @@ def test_repeated_steps_lower_the_loss_on_a_fixed_batch(weights):
 
 
 def test_pseudo_inverse_reproduces_the_mel_it_came_from():
-    mel_frontend = Vocoder(tiny_config()).mel_spectrogram
+    mel_frontend = Vocoder(tiny_config()).frontend
     t = torch.arange(4000) / 8000
     wav = (0.3 * torch.sin(2 * torch.pi * 300 * t) + 0.02 * torch.randn_like(t))[None, None]
     log_mel = mel_frontend(wav)
@@ -150,10 +150,10 @@ def test_untrained_amplitude_prior_vocoder_starts_at_the_pseudo_inverse():
     torch.manual_seed(0)
     model = Vocoder(tiny_config())
     assert model.config.amplitude_prior
-    mel = model.mel_spectrogram(torch.randn(1, 1, 2000) * 0.1)
-    torch.testing.assert_close(model(mel).log_amplitude, model.mel_spectrogram.pseudo_inverse(mel))
+    mel = model.frontend(torch.randn(1, 1, 2000) * 0.1)
+    torch.testing.assert_close(model(mel).log_amplitude, model.frontend.pseudo_inverse(mel))
     without = Vocoder(VocoderConfig(**{**tiny_config().__dict__, "amplitude_prior": False}))
-    assert not torch.allclose(without(mel).log_amplitude, model.mel_spectrogram.pseudo_inverse(mel))
+    assert not torch.allclose(without(mel).log_amplitude, model.frontend.pseudo_inverse(mel))
 
 
 def test_amplitude_prior_needs_the_mel_frequency_bins():

@@ -8,8 +8,8 @@ that a phase error of 2π costs nothing. Differences use ``torch.diff``, not den
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,20 @@ from torch import nn
 
 from .discriminators import FeatureMaps, Logits
 from .spectral import MelConfig, MelSpectrogram, stft
+
+
+@dataclass
+class LossOutput:
+    """A generator loss (:class:`~vocoder.training.VocoderLoss`, :class:`~codec.training.CodecLoss`):
+    the total to back-propagate and its named terms, detached, for logging."""
+
+    total: torch.Tensor
+    terms: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def detached(cls, total: torch.Tensor, terms: Dict[str, torch.Tensor]) -> "LossOutput":
+        """``total`` as it is and a detached copy of each term."""
+        return cls(total, {name: value.detach() for name, value in terms.items()})
 
 
 def discriminator_loss(real: Logits, fake: Logits) -> torch.Tensor:
@@ -161,9 +175,8 @@ class LossWeights:
     # Spectral codec only: spectral convergence on the linear mel magnitudes beside the log-mel L1.
     linear_mel: float = 0.0
     phase_kind: str = "linear"
-    # "amplitude": phase errors weighted by the target amplitude, so the loud partials that carry
-    # the sound count, not the noise-like bins whose phase is arbitrary (measured: +0.38 PESQ after
-    # 30 CPU-minutes on real speech, benchmarks/vocoder_quality.py); "none": APNet's plain means.
+    # "amplitude": phase errors weighted by the target amplitude, so the loud partials that carry the
+    # sound count, not noise-like bins whose phase is arbitrary (vocoder model card); "none": APNet's means.
     phase_weighting: str = "amplitude"
 
     def __post_init__(self) -> None:

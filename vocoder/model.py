@@ -24,14 +24,12 @@ from .spectral import MelConfig, MelSpectrogram
 
 DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
 
-# Phase refinement iterations after the network (Vocoder.decode(refine=...)). The default keeps the
-# vocoder with its refinement well above 15x faster than HiFi-GAN v1 on a CPU (bench_vocoder.py);
-# the best-quality setting is for offline use (reports/ shows quality against iterations).
+# Phase refinement iterations after the network (Vocoder.decode(refine=...)): the default trades quality
+# for speed, the best is for offline use (vocoder model card, "Metrics").
 REFINE_DEFAULT = 8
 REFINE_BEST = 64
 # Where the refinement starts: the network's own phase, PGHI's phase integrated from the network's
-# amplitude, or random phase (all with the network's amplitude). PGHI is the default: on held-out
-# speech it beat the CPU-trained network's phase at every iteration count (reports/).
+# amplitude, or random phase (all with the network's amplitude). PGHI is the better start (vocoder model card).
 PHASE_STARTS = ("network", "pghi", "random")
 DEFAULT_PHASE_START = "pghi"
 # Mel frames decoded per block (10 s at 16 kHz): bounds the refinement's memory on long inputs.
@@ -58,10 +56,8 @@ def _finite(audio: torch.Tensor) -> torch.Tensor:
     return audio
 
 
-# The two trunk families, sized to equal CPU decoding cost (about 0.1 s per 10 s of audio on two
-# threads, ~55x faster than HiFi-GAN v1: benchmarks/bench_vocoder.py). For equal CPU training time
-# on real speech the ConvNeXt trunk trained more steps and reached far better PESQ / STOI / mel
-# distance (benchmarks/vocoder_quality.py), so it is the default.
+# The two trunk families, sized to equal CPU decoding cost; ConvNeXt trains better in equal CPU time
+# (vocoder model card, "Decisions").
 BACKBONES: Dict[str, BackboneConfig] = {
     "convnext": BackboneConfig(kind="convnext", dim=256, intermediate_dim=768, num_layers=8),  # APNet2 / Vocos
     "residual": BackboneConfig(kind="residual", dim=128, num_layers=2),  # APNet: HiFi-GAN MRF blocks
@@ -127,12 +123,12 @@ class Vocoder(nn.Module, Pretrained):
     def __init__(self, config: Optional[VocoderConfig] = None) -> None:
         super().__init__()
         self.config = config = config or VocoderConfig()
-        self.mel_spectrogram = MelSpectrogram(config.mel)
+        self.frontend = MelSpectrogram(config.mel)  # the analysis config.mel sets; mel() is its checked public entry
         self.backbone = Backbone(config.mel.n_mels, config.backbone)
         self.head = AmplitudePhaseHead(config.backbone.dim, config.n_fft, config.hop_length, config.win_length,
                                        amplitude_prior=config.amplitude_prior,
                                        learned_amplitude=config.learned_amplitude)
-        self.refiner = PhaseRefiner(self.mel_spectrogram)
+        self.refiner = PhaseRefiner(self.frontend)
 
     @property
     def sample_rate(self) -> int:
@@ -148,7 +144,7 @@ class Vocoder(nn.Module, Pretrained):
 
     def forward(self, mel: torch.Tensor) -> SpectrumPrediction:
         """Training forward: log-mel ``[B, n_mels, N]`` -> :class:`SpectrumPrediction` (with gradients)."""
-        prior = self.mel_spectrogram.pseudo_inverse(mel) if self.config.amplitude_prior else None
+        prior = self.frontend.pseudo_inverse(mel) if self.config.amplitude_prior else None
         return self.head(self.backbone(mel), prior)
 
     @torch.no_grad()
@@ -158,7 +154,7 @@ class Vocoder(nn.Module, Pretrained):
         wav = prepare_waveform(wav, sample_rate, self.sample_rate).to(self.device)
         if wav.shape[-1] < self.hop_length:
             raise ValueError(f"audio shorter than one frame ({self.hop_length} samples at {self.sample_rate} Hz)")
-        return self.mel_spectrogram(wav)
+        return self.frontend(wav)
 
     @torch.no_grad()
     def decode(self, mel: torch.Tensor, refine: Optional[int] = None, start: Optional[str] = None,
@@ -254,7 +250,7 @@ class Vocoder(nn.Module, Pretrained):
                 return prediction.waveform, None
             log_amplitude, network_phase = prediction.log_amplitude, prediction.phase
         else:  # the amplitude is the prior and the phase comes from elsewhere: no network pass needed
-            prior = self.mel_spectrogram.pseudo_inverse(mel[..., first - before:stop])
+            prior = self.frontend.pseudo_inverse(mel[..., first - before:stop])
             log_amplitude, network_phase = prior.clamp(max=AmplitudePhaseHead.max_log_amplitude), None
         next_phase = None
         if start == "pghi":

@@ -6,8 +6,7 @@ Training recipes build a :class:`VocoderLoss` and call it on the model's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -15,6 +14,7 @@ from torch import nn
 from .discriminators import Discriminators
 from .losses import (
     DEFAULT_MEL_SCALES,
+    LossOutput,
     LossWeights,
     MultiScaleMelLoss,
     adversarial_discriminator_loss,
@@ -24,15 +24,6 @@ from .losses import (
 )
 from .model import VocoderConfig
 from .modules import SpectrumPrediction
-
-
-
-@dataclass
-class VocoderLossOutput:
-    """The weighted total to back-propagate and every unweighted term (detached) for logging."""
-
-    total: torch.Tensor
-    terms: Dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class VocoderLoss(nn.Module):
@@ -53,8 +44,9 @@ class VocoderLoss(nn.Module):
         self.mel_loss = MultiScaleMelLoss(config.mel.sample_rate, mel_scales)
 
     def forward(self, prediction: SpectrumPrediction, target: torch.Tensor,
-                adversarial: bool = True) -> VocoderLossOutput:
-        """``prediction`` from ``Vocoder.forward`` on the mel of ``target`` (waveform ``[B, 1, T]``)."""
+                adversarial: bool = True) -> LossOutput:
+        """``prediction`` from ``Vocoder.forward`` on the mel of ``target`` (waveform ``[B, 1, T]``):
+        the weighted total and every term unweighted."""
         c, w = self.config, self.weights
         generated = prediction.waveform
         if target.dim() == 2:
@@ -70,7 +62,7 @@ class VocoderLoss(nn.Module):
             terms["adversarial"], terms["feature_matching"] = adversarial_generator_losses(
                 self.discriminators, generated, target)
             total = total + w.adversarial * terms["adversarial"] + w.feature_matching * terms["feature_matching"]
-        return VocoderLossOutput(total, {name: value.detach() for name, value in terms.items()})
+        return LossOutput.detached(total, terms)
 
     def discriminator_loss(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """LSGAN loss of the discriminators (``generated`` is detached inside)."""
