@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from codec import Codec, CodecConfig
 from vocoder.audio import CORPUS_RMS_DB, ArrayLike, normalize_loudness, prepare_waveform
-from vocoder.checkpoint import CheckpointError, resolve_pretrained, upload_model_folder, write_model_card
+from vocoder.checkpoint import (CheckpointError, push_checked_folder, resolve_pretrained, upload_model_folder,
+                               write_model_card)
 from vocoder.cli import seeded
 
 from .conditioners import TextCondition, TextConditioner, build_conditioner
@@ -136,12 +137,8 @@ class AudioGen:
                            commit_message: Optional[str] = None) -> str:
         """Publish a saved AudioGen folder as it is (``lm/``, ``codec/`` or ``codec.json``, its model
         card and every other file) once :meth:`from_pretrained` loads it; returns the commit's URL."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise CheckpointError(f"{folder} is not a directory")
-        cls.from_pretrained(folder)
-        return upload_model_folder(folder, repo_id, revision=revision, private=private, token=token,
-                                   commit_message=commit_message)
+        return push_checked_folder(cls.from_pretrained, folder, repo_id, revision=revision, private=private,
+                                   token=token, commit_message=commit_message)
 
     def to(self, device: Union[str, torch.device]) -> "AudioGen":
         for part in (self.lm, self.codec, self.conditioner):

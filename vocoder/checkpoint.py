@@ -16,7 +16,7 @@ import tempfile
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 from safetensors import SafetensorError
@@ -363,12 +363,18 @@ class Pretrained:
                            commit_message: Optional[str] = None) -> str:
         """Publish a saved model folder as it is (its model card, ``MODEL_CARD.md`` or ``README.md``,
         and every other file) once it passes :meth:`from_pretrained`'s checks; returns the commit's URL."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise CheckpointError(f"{folder} is not a directory")
-        cls.from_pretrained(folder)
-        return upload_model_folder(folder, repo_id, revision=revision, private=private, token=token,
-                                   commit_message=commit_message)
+        return push_checked_folder(cls.from_pretrained, folder, repo_id, revision=revision, private=private,
+                                   token=token, commit_message=commit_message)
+
+
+def push_checked_folder(load: Callable[[Path], Any], folder: Union[str, Path], repo_id: str, **upload: Any) -> str:
+    """Upload ``folder`` to ``repo_id`` (see :func:`upload_model_folder`) once ``load(folder)``
+    accepts it, so that nothing a loader would refuse is ever published."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is not a directory")
+    load(folder)
+    return upload_model_folder(folder, repo_id, **upload)
 
 
 def differing_fields(first: Any, second: Any, ignored: Tuple[str, ...] = ()) -> List[str]:
