@@ -4,7 +4,7 @@ Layout (all integers little-endian)::
 
     offset size  field
     0      4     magic b"GRVQ"
-    4      1     format version (1)
+    4      1     format version (2; version 1 streams, without the gains below, still decode)
     5      1     channels of the coded signal (always 1: the codec codes mono audio)
     6      4     sample rate of the coded signal (Hz)
     10     2     batch size B (number of signals in the stream)
@@ -14,12 +14,14 @@ Layout (all integers little-endian)::
     25     4     hop length in samples (frame rate = sample rate / hop length)
     29     4     number of frames F = ceil(length / hop)
     33     8     model fingerprint (BLAKE2b of the codec's architecture and codebooks)
-    41     ...   payload: B * K * F codes, ceil(log2(codebook size)) bits each, most significant bit
+    41     2 * B version 2 only: each signal's output gain in hundredths of a dB (int16), which
+                 restores the level the encoder normalised away (0 for none)
+    ...    ...   payload: B * K * F codes, ceil(log2(codebook size)) bits each, most significant bit
                  first, in [B, K, F] order (frames fastest), zero-padded to a whole byte
     end-4  4     CRC32 of every preceding byte
 
-At 1024 entries a code takes 10 bits, so one second at 2 kbps (50 frames x 4 codebooks) is
-250 bytes of payload plus 45 bytes of header and trailer. :func:`unpack` checks every field
+At 1024 entries a code takes 10 bits, so one second of one signal at 2 kbps (50 frames x 4
+codebooks) is 250 bytes of payload plus 47 bytes of header, gain and trailer. :func:`unpack` checks every field
 against the others and raises :class:`BitstreamError` with a one-line reason; it never returns
 codes from a damaged stream. Whether the stream fits a given model is checked by the model
 (:meth:`codec.Codec.decompress`).
@@ -35,7 +37,10 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"GRVQ"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)  # what the reader accepts
+GAIN_STEP_DB = 0.01
+MAX_GAIN_DB = 327.0  # what an int16 of hundredths of a dB holds
 FINGERPRINT_BYTES = 8
 _HEADER = struct.Struct("<4sBBIHQBIII8s")
 _CRC = struct.Struct("<I")
@@ -59,10 +64,21 @@ class StreamHeader:
     num_frames: int
     fingerprint: bytes
     channels: int = 1
+    gains_db: tuple = ()  # per signal, applied after decoding (version 2; empty means 0 dB each)
+    version: int = VERSION
+
+    def __post_init__(self) -> None:
+        if self.version >= 2 and not self.gains_db and isinstance(self.batch, int) and self.batch > 0:
+            object.__setattr__(self, "gains_db", (0.0,) * self.batch)
+        object.__setattr__(self, "gains_db", tuple(float(g) for g in self.gains_db))
 
     @property
     def bits_per_code(self) -> int:
         return bits_per_code(self.codebook_size)
+
+    @property
+    def gain_bytes(self) -> int:
+        return 2 * self.batch if self.version >= 2 else 0
 
     @property
     def payload_bytes(self) -> int:
@@ -82,6 +98,16 @@ class StreamHeader:
                 f"inconsistent header: {self.num_frames} frames for {self.length} samples at hop {self.hop_length}")
         if len(self.fingerprint) != FINGERPRINT_BYTES:
             raise BitstreamError(f"fingerprint must be {FINGERPRINT_BYTES} bytes, got {len(self.fingerprint)}")
+        if self.version not in VERSIONS:
+            raise BitstreamError(f"unsupported .grvq format version {self.version} (this reader knows {VERSIONS})")
+        if self.gains_db and (len(self.gains_db) != self.batch or self.version < 2):
+            raise BitstreamError(f"{len(self.gains_db)} gains for {self.batch} signals in a version {self.version} stream")
+        if not all(math.isfinite(g) and abs(g) <= MAX_GAIN_DB for g in self.gains_db):
+            raise BitstreamError(f"gains must be finite and within ±{MAX_GAIN_DB} dB")
+
+    def gains(self) -> tuple:
+        """Each signal's output gain in dB (0 where the stream stores none)."""
+        return tuple(self.gains_db) if self.gains_db else (0.0,) * self.batch
 
     @property
     def duration(self) -> float:
@@ -116,9 +142,12 @@ def pack(header: StreamHeader, codes: np.ndarray) -> bytes:
         raise BitstreamError(f"codes shaped {codes.shape} do not match the header {expected}")
     if codes.size and (codes.min() < 0 or codes.max() >= header.codebook_size):
         raise BitstreamError(f"codes must lie in [0, {header.codebook_size})")
-    head = _HEADER.pack(MAGIC, VERSION, header.channels, header.sample_rate, header.batch, header.length,
+    head = _HEADER.pack(MAGIC, header.version, header.channels, header.sample_rate, header.batch, header.length,
                         header.num_codebooks, header.codebook_size, header.hop_length, header.num_frames,
                         header.fingerprint)
+    if header.version >= 2:
+        steps = [int(round(g / GAIN_STEP_DB)) for g in header.gains()]
+        head += struct.pack(f"<{header.batch}h", *steps)
     body = head + pack_codes(codes, header.bits_per_code)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -134,10 +163,15 @@ def read_header(data: bytes) -> StreamHeader:
         raise BitstreamError(f"stream truncated: {len(data)} bytes, shorter than the header")
     (_, version, channels, sample_rate, batch, length, num_codebooks, codebook_size, hop_length,
      num_frames, fingerprint) = _HEADER.unpack_from(data)
-    if version != VERSION:
-        raise BitstreamError(f"unsupported .grvq format version {version} (this reader knows {VERSION})")
+    if version not in VERSIONS:
+        raise BitstreamError(f"unsupported .grvq format version {version} (this reader knows {VERSIONS})")
+    gains: tuple = ()
+    if version >= 2:
+        if batch < 1 or len(data) < HEADER_BYTES + 2 * batch + _CRC.size:
+            raise BitstreamError(f"stream truncated: {len(data)} bytes, shorter than the header and gains")
+        gains = tuple(step * GAIN_STEP_DB for step in struct.unpack_from(f"<{batch}h", data, HEADER_BYTES))
     header = StreamHeader(sample_rate, batch, length, num_codebooks, codebook_size, hop_length, num_frames,
-                          fingerprint, channels)
+                          fingerprint, channels, gains, version)
     header.validate()
     return header
 
@@ -146,7 +180,8 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse and check a whole stream: returns the header and codes ``[B, K, F]`` (int64)."""
     header = read_header(data)
     data = bytes(data)
-    expected = HEADER_BYTES + header.payload_bytes + _CRC.size
+    start = HEADER_BYTES + header.gain_bytes
+    expected = start + header.payload_bytes + _CRC.size
     if len(data) < expected:
         raise BitstreamError(f"stream truncated: {len(data)} bytes, expected {expected}")
     if len(data) > expected:
@@ -155,7 +190,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     if zlib.crc32(body) != crc:
         raise BitstreamError("stream is corrupt (CRC32 mismatch)")
     count = header.batch * header.num_codebooks * header.num_frames
-    codes = unpack_codes(body[HEADER_BYTES:], count, header.bits_per_code)
+    codes = unpack_codes(body[start:], count, header.bits_per_code)
     if codes.max(initial=0) >= header.codebook_size:
         raise BitstreamError(f"stream holds codes outside [0, {header.codebook_size})")
     return header, codes.reshape(header.batch, header.num_codebooks, header.num_frames)

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("output", type=Path, help="output .grvq file")
     encode.add_argument("--codebooks", type=int, default=None,
                         help="number of codebooks (a multiple of the groups; default: all = highest bitrate)")
+    encode.add_argument("--no-normalize", dest="normalize", action="store_false",
+                        help="code the input at its own level instead of at the corpus level (the stream "
+                             "then carries no gain to restore)")
     add_model_options(encode)
 
     decode = commands.add_parser("decode", help=".grvq stream -> audio file")
@@ -74,7 +77,7 @@ def encode_file(args: argparse.Namespace) -> None:
     wav, sample_rate = load_audio(args.input)
     model = load_model(args)
     num_codebooks = model.quantizer.check_num_codebooks(args.codebooks)
-    data = model.compress(wav, sample_rate, num_codebooks)
+    data = model.compress(wav, sample_rate, num_codebooks, normalize=args.normalize)
     write_atomically(args.output, lambda path: path.write_bytes(data))
     duration = wav.shape[-1] / sample_rate
     print(f"{args.input} -> {args.output}: {duration:.2f} s, {num_codebooks} codebooks, "

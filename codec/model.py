@@ -23,7 +23,7 @@ from encodec.modules import SEANetDecoder, SEANetEncoder
 from torch import nn
 from tqdm.auto import tqdm
 
-from vocoder.audio import ArrayLike, prepare_waveform
+from vocoder.audio import ArrayLike, apply_gains, level_gains, prepare_waveform
 from vocoder.checkpoint import Pretrained, config_to_dict
 from vocoder.chunking import ChunkSpan, chunk_spans
 from vocoder.model import Vocoder, mel_fault
@@ -326,15 +326,21 @@ class Codec(nn.Module, Pretrained):
                                        progress=progress)
 
     def compress(self, wav: ArrayLike, sample_rate: int, num_codebooks: Optional[int] = None,
-                 progress: Optional[bool] = None) -> bytes:
-        """Encode ``wav`` (any layout and rate) into a ``.grvq`` stream (see :mod:`codec.bitstream`)."""
+                 progress: Optional[bool] = None, normalize: bool = True) -> bytes:
+        """Encode ``wav`` (any layout and rate) into a ``.grvq`` stream (see :mod:`codec.bitstream`).
+
+        ``normalize`` (the default) brings each signal to the training corpus's level (-20 dBFS RMS)
+        before encoding and stores the gain that restores its own level, as EnCodec does: quiet and
+        loud recordings then code as well as the corpus level, and decompress returns them at their level.
+        """
         count = self.quantizer.check_num_codebooks(num_codebooks)
         prepared = prepare_waveform(wav, sample_rate, self.sample_rate)
-        codes = self._encode(prepared, count, progress)
+        gains = level_gains(prepared, step_db=bitstream.GAIN_STEP_DB) if normalize else torch.zeros(prepared.shape[0])
+        codes = self._encode(apply_gains(prepared, gains), count, progress)
         header = StreamHeader(
             sample_rate=self.sample_rate, batch=codes.shape[0], length=prepared.shape[-1], num_codebooks=count,
             codebook_size=self.codebook_size, hop_length=self.hop_length, num_frames=codes.shape[-1],
-            fingerprint=self.fingerprint())
+            fingerprint=self.fingerprint(), gains_db=tuple(float(-g) for g in gains))
         return bitstream.pack(header, codes.cpu().numpy())
 
     def check_stream(self, header: StreamHeader) -> None:
@@ -363,5 +369,5 @@ class Codec(nn.Module, Pretrained):
         header, codes = bitstream.unpack(data)
         self.check_stream(header)
         audio = self._decode(torch.from_numpy(codes), progress, refine)
-        return audio[..., :header.length], self.sample_rate
+        return apply_gains(audio[..., :header.length], torch.tensor(header.gains())), self.sample_rate
 

@@ -186,8 +186,9 @@ def set_level(wav: torch.Tensor, rms_db: float, peak: float = LEVEL_PEAK) -> tor
 
 def evaluate_levels(codec: Codec, clips: Dict[ClipSet, list], levels: Sequence[float] = LEVELS_DB
                     ) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """The codec at its highest bitrate on each held-out speech set, the input set to each level:
-    ``{set name: {"-20 dBFS": {metric: mean}}}`` (each clip scored against its level-set self)."""
+    """The codec at its highest bitrate on each held-out speech set, the input set to each level and
+    coded as a user's file is (``compress``, which normalises the level and restores it, then
+    ``decompress``): ``{set name: {"-20 dBFS": {metric: mean}}}``, each clip scored against its level-set self."""
     results: Dict[str, Dict[str, Dict[str, float]]] = {}
     for clip_set, items in clips.items():
         if clip_set.name not in HELD_OUT_SPEECH:
@@ -197,7 +198,7 @@ def evaluate_levels(codec: Codec, clips: Dict[ClipSet, list], levels: Sequence[f
             metrics = MetricAverager()
             for _, wav in tqdm(items, desc=f"{level:g} dBFS on {clip_set.name}", leave=False):
                 wav = set_level(wav, level)
-                score(wav, codec.decode(codec.encode(wav, SAMPLE_RATE))[0], True, metrics)
+                score(wav, codec.decompress(codec.compress(wav, SAMPLE_RATE))[0][0], True, metrics)
             results[clip_set.name][f"{level:g} dBFS"] = metrics.means()
     return results
 
@@ -508,7 +509,8 @@ def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: L
     if "levels" in results:
         lines += ["## Input level sweep (codec at its highest bitrate, held-out speech)", "",
                   "Each clip set to the RMS level in dBFS (scaled down where its peak would pass "
-                  f"{LEVEL_PEAK}) and scored against itself at that level.", ""]
+                  f"{LEVEL_PEAK}), coded through `compress`/`decompress` (which bring the input to the "
+                  "corpus level and restore its own level after decoding) and scored against itself at that level.", ""]
         for set_name, levels in results["levels"].items():
             lines += [f"### {set_name}", ""] + _table(levels, LEVEL_COLUMNS) + [""]
     if "vocoder" in results:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_stream_round_trips(codebook_size):
 def test_one_second_at_two_kbps_is_250_bytes():
     codes = np.zeros((1, 4, 50), dtype=np.int64)  # 50 frames x 4 codebooks x 10 bits
     data = pack(header_for(codes), codes)
-    assert len(data) - HEADER_BYTES - 4 == 250
+    assert len(data) - HEADER_BYTES - 2 - 4 == 250  # header, one signal's gain, payload, CRC
 
 
 def test_pack_rejects_codes_that_do_not_fit():
@@ -108,8 +109,8 @@ def test_flipped_header_byte_never_decodes(stream):
 def test_foreign_magic_and_unknown_version(stream):
     with pytest.raises(BitstreamError, match="magic"):
         unpack(b"RIFF" + stream[4:])
-    with pytest.raises(BitstreamError, match="version 2"):
-        unpack(recrc(stream[:4] + b"\x02" + stream[5:]))
+    with pytest.raises(BitstreamError, match="version 3"):
+        unpack(recrc(stream[:4] + b"\x03" + stream[5:]))
 
 
 def test_empty_and_non_bytes():
@@ -132,7 +133,7 @@ def test_inconsistent_header(stream):
 def test_codes_out_of_range_are_rejected():
     codes = np.full((1, 2, 8), 999)
     data = bytearray(pack(header_for(codes, codebook_size=1000), codes))
-    data[HEADER_BYTES] = 0xFF  # first code becomes >= 1000 (10 bits, all ones in the top 8)
+    data[HEADER_BYTES + 2] = 0xFF  # first code (after the gain) becomes >= 1000 (10 bits, all ones in the top 8)
     with pytest.raises(BitstreamError, match="outside"):
         unpack(recrc(bytes(data)))
 
@@ -163,3 +164,21 @@ def test_model_rejects_damaged_streams(model, stream):
     header = StreamHeader(SR, 1, SR, 3, 64, 320, 50, model.fingerprint())
     with pytest.raises(BitstreamError, match="num_codebooks"):
         model.decompress(pack(header, codes))
+
+
+def test_gains_round_trip_and_version_1_streams_still_decode():
+    codes = np.random.default_rng(1).integers(0, 1024, size=(2, 4, 9))
+    header = replace(header_for(codes), gains_db=(-12.34, 7.0))
+    back, decoded = unpack(pack(header, codes))
+    assert back.gains() == (-12.34, 7.0) and np.array_equal(decoded, codes)
+    old = replace(header_for(codes), version=1, gains_db=())
+    data = pack(old, codes)
+    assert len(data) == len(pack(header_for(codes), codes)) - 2 * 2  # no gains in version 1
+    back, decoded = unpack(data)
+    assert back.version == 1 and back.gains() == (0.0, 0.0) and np.array_equal(decoded, codes)
+    with pytest.raises(BitstreamError, match="gains"):
+        pack(replace(header_for(codes), gains_db=(float("nan"), 0.0)), codes)
+    with pytest.raises(BitstreamError, match="gains"):
+        pack(replace(header_for(codes), gains_db=(1.0,)), codes)
+    with pytest.raises(BitstreamError, match="truncated"):
+        unpack(pack(header, codes)[: HEADER_BYTES + 2])

@@ -171,16 +171,27 @@ def test_bad_codes_are_rejected(model):
 # ------------------------------------------------------------------------------------- compress / decompress
 
 
+def level_scale(wav: torch.Tensor) -> torch.Tensor:
+    """Per signal, the factor compress applies to bring it to the corpus level."""
+    from vocoder.audio import level_gains
+
+    return torch.pow(10.0, level_gains(wav) / 20.0).reshape(-1, 1, 1).float()
+
+
 @pytest.mark.parametrize("num_codebooks", [2, 4])
 def test_decompress_equals_decode_of_encode(model, num_codebooks):
     wav = torch.stack([signal(1.3, seed=1), signal(1.3, seed=2)])  # [2, 1, T], T not a multiple of the hop
-    data = model.compress(wav, SR, num_codebooks)
+    data = model.compress(wav, SR, num_codebooks, normalize=False)
     audio, sample_rate = model.decompress(data)
     reference = model.decode(model.encode(wav, SR, num_codebooks))
     assert sample_rate == SR and audio.shape == (2, 1, wav.shape[-1])
     assert torch.equal(audio, reference[..., : wav.shape[-1]])
     frames = frames_for(wav.shape[-1])
-    assert len(data) == 45 + math.ceil(2 * num_codebooks * frames * 6 / 8)
+    assert len(data) == 45 + 2 * 2 + math.ceil(2 * num_codebooks * frames * 6 / 8)  # header, 2 gains, codes
+    # By default each signal codes at the corpus level and gets its own level back.
+    normalised = model.decompress(model.compress(wav * 0.01, SR, num_codebooks))[0]
+    level = model.decode(model.encode(wav * 0.01 * level_scale(wav * 0.01), SR, num_codebooks))[..., : wav.shape[-1]]
+    assert torch.allclose(normalised, level / level_scale(wav * 0.01), atol=1e-6)
 
 
 def test_decompress_resampled_input_has_input_duration(model):

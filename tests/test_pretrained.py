@@ -77,3 +77,20 @@ def test_shipped_codec_round_trip_on_held_out_sources(fixture, num_codebooks, pe
     assert rate == 16_000 and audio.shape[-1] == speech.shape[-1] and torch.isfinite(audio).all()
     assert pesq_wideband(speech, audio[0], 16_000) > pesq_floor
     assert stoi(speech, audio[0], 16_000) > stoi_floor
+
+
+def test_shipped_codec_codes_quiet_and_loud_input_alike_and_keeps_its_level():
+    """compress normalises each signal to the corpus level and the stream restores it."""
+    speech, _ = load_audio(Path(__file__).parent / "fixtures" / HELD_OUT_FIXTURES["fillets_cs"])
+    codec = Codec.from_pretrained()
+
+    def rms_db(x: torch.Tensor) -> float:
+        return float(20 * torch.log10(x.pow(2).mean().sqrt()))
+
+    scores = {}
+    for level in (-35.0, -20.0):
+        quiet = speech * 10 ** ((level - rms_db(speech)) / 20)
+        audio, _ = codec.decompress(codec.compress(quiet, 16_000))
+        assert abs(rms_db(audio[0]) - level) < 1.5  # the codec decodes about 0.6 dB quieter
+        scores[level] = pesq_wideband(quiet, audio[0], 16_000)
+    assert abs(scores[-35.0] - scores[-20.0]) < 0.05

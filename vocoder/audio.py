@@ -211,6 +211,24 @@ def normalize_loudness(wav: torch.Tensor, target_rms_db: float = CORPUS_RMS_DB, 
     return wav * gain
 
 
+LEVEL_GAIN_LIMIT_DB = 60.0  # a near-silent signal is not raised by more than this
+
+
+def level_gains(wav: torch.Tensor, target_rms_db: float = CORPUS_RMS_DB, step_db: float = 0.01) -> torch.Tensor:
+    """Per signal of ``[B, C, T]``, the gain in dB (a multiple of ``step_db``, within
+    ±:data:`LEVEL_GAIN_LIMIT_DB`) that brings its RMS to ``target_rms_db``; 0 for digital silence."""
+    rms = wav.double().pow(2).mean(dim=tuple(range(1, wav.dim()))).sqrt()
+    gains = target_rms_db - 20.0 * torch.log10(rms.clamp_min(1e-12))
+    gains = torch.where(rms > 0, gains.clamp(-LEVEL_GAIN_LIMIT_DB, LEVEL_GAIN_LIMIT_DB), torch.zeros_like(gains))
+    return torch.round(gains / step_db) * step_db
+
+
+def apply_gains(wav: torch.Tensor, gains_db: torch.Tensor) -> torch.Tensor:
+    """``wav [B, ...]`` with each signal scaled by its gain in dB."""
+    scale = torch.pow(10.0, gains_db.double() / 20.0).to(wav.dtype)
+    return wav * scale.reshape(-1, *([1] * (wav.dim() - 1)))
+
+
 def split_segments(wav: torch.Tensor, max_samples: int, min_samples: int) -> List[torch.Tensor]:
     """Cut ``[1, T]`` into the fewest equal pieces of at most ``max_samples``; drops pieces under ``min_samples``."""
     total = wav.shape[-1]
