@@ -224,3 +224,26 @@ def tuxpaint_caption(path: str, description: Optional[str] = None) -> Optional[C
     if description and len(description.split()) <= 6:
         return Caption("the sound of " + clean_caption(description))
     return Caption(sound_of(path))
+
+
+# GCompris resource paths and OpenSFX clip titles: explicit tables where "-", or no match, leaves a
+# file out (interface blips, cartoon mixes and unknown clips say nothing a user would ask for).
+LEAVE_OUT = "-"
+GCOMPRIS_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "gcompris.tsv")
+OPENSFX_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "opensfx.tsv")
+
+
+def listed_caption(text: str, rules: Sequence[Rule]) -> Optional[str]:
+    """Caption of the first rule matching lowercase ``text``; None when none matches or it says ``-``."""
+    caption = first_match(text.lower(), rules)
+    return None if caption in (None, LEAVE_OUT) else caption
+
+
+def gcompris_caption(member: str) -> Optional[str]:
+    """``.../explore_farm_animals/resource/animals/cow.ogg`` -> "a cow mooing"; None to leave it out."""
+    return listed_caption(str(PurePosixPath(member).with_suffix("")), GCOMPRIS_RULES)
+
+
+def opensfx_caption(title: str) -> Optional[str]:
+    """OpenSFX clip title (``Modern car horn``) -> "a car horn honking"; None to leave it out."""
+    return listed_caption(title.strip(), OPENSFX_RULES)

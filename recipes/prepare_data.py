@@ -8,7 +8,9 @@ Sources are Debian packages that carry licensed recordings (tuxpaint-stamps-defa
 hydrogen-drumkits, hydrogen-drumkits-effects, ufoai-sound, widelands-data, wordwarvi-sound,
 sonic-pi-samples, lmms-common, megaglest-data, warzone2100-data, 0ad-data, and the speech of
 flight-of-the-amazon-queen, fillets-ng-data-cs and asterisk-core-sounds-{fr,ru}-g722 (G.722, decoded
-with Debian's ``ffmpeg``); their collectors live in
+with Debian's ``ffmpeg``), gcompris-qt-data and openttd-opensfx; and, only when named,
+``fluidsynth-gm``: General MIDI clips rendered with the ``fluidsynth`` command from
+fluid-soundfont-gm, see :mod:`recipes.render_midi`); their collectors live in
 :mod:`recipes.sources`), fetched with ``apt-get download`` into ``--cache-dir`` (or taken from
 ``--deb-dir``) and unpacked with ``dpkg-deb -x`` (no root, no installation), and/or any folder of
 audio files (``--audio-dir``, searched recursively; wav, flac, ogg, mp3, aiff).
@@ -55,7 +57,8 @@ from vocoder.audio import (AudioError, as_batch, check_sample_rate, load_audio, 
                            prepare_waveform, split_segments, trim_silence)
 
 from .data import SPLITS, ManifestEntry, write_manifest
-from .sources import PACKAGES, SourceFile, collect_user_folder, is_reserved
+from .render_midi import RenderError
+from .sources import DEBIAN_PACKAGE, NOT_IN_ALL, PACKAGES, SourceFile, collect_user_folder, is_reserved
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grvq-toolkit" / "debian"
 
@@ -327,7 +330,7 @@ def gather_sources(packages: Sequence[str], cache_dir: Path, deb_dir: Optional[P
     """All recordings of the chosen packages and user folders (packages are fetched as needed)."""
     items: List[SourceFile] = []
     for name in tqdm(packages, desc="fetching packages", unit="package", disable=not packages):
-        root = fetch_package(name, cache_dir, deb_dir)
+        root = fetch_package(DEBIAN_PACKAGE.get(name, name), cache_dir, deb_dir)
         items.extend(PACKAGES[name](root, name))
     for folder in audio_dirs:
         items.extend(collect_user_folder(folder, source_name))
@@ -339,7 +342,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="corpus folder (audio/ and manifest.jsonl)")
     parser.add_argument("--packages", nargs="+", default=["all"],
-                        help=f"Debian packages to use, 'all' or 'none' (known: {', '.join(PACKAGES)})")
+                        help=f"Debian packages to use, 'all' (all but {', '.join(NOT_IN_ALL)}) or 'none' (known: {', '.join(PACKAGES)})")
     parser.add_argument("--audio-dir", type=Path, action="append", default=[],
                         help="a folder of your own audio (repeatable); captions: sidecar NAME.txt or captions.csv")
     parser.add_argument("--source-name", help="source label for --audio-dir files (default: the folder name)")
@@ -358,7 +361,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--manifest-name", default="manifest.jsonl")
     args = parser.parse_args(argv)
 
-    packages = list(PACKAGES) if args.packages == ["all"] else [] if args.packages == ["none"] else args.packages
+    everything = [name for name in PACKAGES if name not in NOT_IN_ALL]
+    packages = everything if args.packages == ["all"] else [] if args.packages == ["none"] else args.packages
     reserved = sorted(p for p in packages if is_reserved(p))
     if reserved:
         parser.error(f"{', '.join(reserved)} is reserved for independent evaluation (shared/DATA.md): never trained on")
@@ -375,7 +379,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
         )
         items = gather_sources(packages, args.cache_dir, args.deb_dir, args.audio_dir, args.source_name)
-    except (ValueError, AudioError, PackageError, FileNotFoundError) as err:
+    except (ValueError, AudioError, PackageError, FileNotFoundError, RenderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     manifest, summary = build_corpus(items, args.out, config, workers=args.workers,

@@ -9,6 +9,7 @@ speech, its language. ``PACKAGES`` maps each supported package to its collector;
 from __future__ import annotations
 
 import csv
+import re
 import struct
 import xml.etree.ElementTree as ET
 import zipfile
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .captions import (clean_caption, drum_caption, effect_caption, klettres_caption, language_name,
-                       split_language_suffix, tuxpaint_caption)
+from .captions import (clean_caption, drum_caption, effect_caption, gcompris_caption, klettres_caption,
+                       language_name, opensfx_caption, split_language_suffix, tuxpaint_caption)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
 
@@ -188,6 +189,122 @@ def collect_queen(root: Path, source: str) -> Iterator[SourceFile]:
                              language="en", span=(offset, size))
 
 
+def qt_resource_files(archive: Path) -> List[Tuple[str, int, int]]:
+    """``(path, offset, size)`` of every stored (uncompressed) file in a Qt binary resource file
+    (``.rcc``: ``qres``, a big-endian version 1-3 and the offsets of its tree, data and names; tree
+    nodes of 14 bytes, 22 from version 2, are directories (flag 2: child count, first child) or files
+    (data offset); data is a 4-byte size and the bytes; names are a length, a hash and UTF-16BE).
+    Compressed files are left out: Qt stores already-compressed audio as it is."""
+    data = archive.read_bytes()
+    if len(data) < 20 or data[:4] != b"qres":
+        raise ResourceTableError(f"{archive} is not a Qt resource file (no qres header)")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    if not 1 <= version <= 3 or max(tree, payload, names) >= len(data):
+        raise ResourceTableError(f"{archive}: version {version} or table offsets outside the file")
+    node_size = 14 if version == 1 else 22
+
+    def read(fmt: str, at: int, what: str) -> tuple:
+        if at < 0 or at + struct.calcsize(fmt) > len(data):
+            raise ResourceTableError(f"{archive}: {what} at byte {at} runs past the end of the file")
+        return struct.unpack_from(fmt, data, at)
+
+    def name_of(offset: int) -> str:
+        (length,) = read(">H", names + offset, "a name")
+        start = names + offset + 6
+        if start + 2 * length > len(data):
+            raise ResourceTableError(f"{archive}: a name at byte {start} runs past the end of the file")
+        return data[start:start + 2 * length].decode("utf-16-be", errors="replace")
+
+    files: List[Tuple[str, int, int]] = []
+    seen = set()
+    stack = [(0, "")]
+    while stack:
+        index, prefix = stack.pop()
+        if index in seen:  # a damaged tree could point back at a parent
+            raise ResourceTableError(f"{archive}: tree node {index} is reached twice")
+        seen.add(index)
+        name_offset, flags = read(">IH", tree + index * node_size, "a tree node")
+        path = prefix + name_of(name_offset) if index else ""
+        if flags & 2:
+            count, first = read(">II", tree + index * node_size + 6, "a directory node")
+            if count > len(data) // node_size:
+                raise ResourceTableError(f"{archive}: directory {path!r} claims {count} children")
+            stack.extend((first + child, path + "/" if path else "") for child in range(count))
+        elif not flags & 5:  # 1: zlib, 4: zstd
+            (data_offset,) = read(">I", tree + index * node_size + 10, "a file node")
+            (size,) = read(">I", payload + data_offset, "a file size")
+            start = payload + data_offset + 4
+            if start + size > len(data):
+                raise ResourceTableError(f"{archive}: file {path!r} lies outside the archive")
+            files.append((path, start, size))
+    return sorted(files)
+
+
+def collect_gcompris(root: Path, source: str) -> Iterator[SourceFile]:
+    """GCompris' farm animals, everyday effects, instruments and world music, stored inside the
+    activities' Qt resource files (``rcc/*.rcc``), captioned by ``caption_rules/gcompris.tsv``."""
+    for archive in sorted(root.rglob("*.rcc")):
+        for member, offset, size in qt_resource_files(archive):
+            if member.lower().endswith(AUDIO_SUFFIXES):
+                yield SourceFile(source, f"{source}/{member}", gcompris_caption(member), str(archive),
+                                 span=(offset, size))
+
+
+def opensfx_table(archive: Path) -> List[Tuple[str, int, int]]:
+    """``(stored name, offset, size)`` of every sound in an OpenTTD sound set (``.cat``: little-endian
+    ``(offset, size)`` pairs, the first offset also giving the table's length, the top bit of each
+    offset set; each entry is a length byte, a NUL-terminated name, then a RIFF WAVE file of ``size``
+    bytes). OpenSFX's names hold each clip's title, credits and licence."""
+    data = archive.read_bytes()
+    if len(data) < 8:
+        raise ResourceTableError(f"{archive} is too short to be an OpenTTD sound set")
+    table_size = struct.unpack_from("<I", data)[0] & 0x7FFFFFFF
+    if table_size == 0 or table_size % 8 or table_size > len(data):
+        raise ResourceTableError(f"{archive} is not an OpenTTD sound set (table of {table_size} bytes)")
+    sounds = []
+    for index in range(table_size // 8):
+        offset, size = struct.unpack_from("<II", data, 8 * index)
+        offset &= 0x7FFFFFFF
+        if offset >= len(data):
+            raise ResourceTableError(f"{archive}: sound {index} starts past the end of the file")
+        name = data[offset + 1:offset + 1 + data[offset]]
+        start = offset + 1 + data[offset]
+        riff = data[start:start + 12]
+        if not name.endswith(b"\0") or start + size > len(data):
+            raise ResourceTableError(f"{archive}: sound {index} runs past the end of the file")
+        if size < 12 or riff[:4] != b"RIFF" or riff[8:] != b"WAVE" or struct.unpack_from("<I", riff, 4)[0] + 8 != size:
+            raise ResourceTableError(f"{archive}: sound {index} ({name[:40]!r}) is not a complete RIFF WAVE file")
+        sounds.append((name[:-1].decode("utf-8", errors="replace"), start, size))
+    return sounds
+
+
+def opensfx_title(name: str) -> str:
+    """``'"Cow". Original ... License: ...'`` -> ``Cow`` (the whole name when it has no quoted title)."""
+    match = re.match(r'\s*"([^"]*)"', name)
+    return match.group(1) if match else name
+
+
+def collect_opensfx(root: Path, source: str) -> Iterator[SourceFile]:
+    """OpenTTD's OpenSFX set (vehicles, horns, animals, wind, machinery, applause), captioned from each
+    clip's title by ``caption_rules/opensfx.tsv``; a damaged archive stops the build with its reason."""
+    for archive in sorted(root.rglob("*.cat")):
+        for index, (name, offset, size) in enumerate(opensfx_table(archive)):
+            title = opensfx_title(name)
+            readable = re.sub(r"[^A-Za-z0-9]+", "_", title).strip("_").lower()
+            yield SourceFile(source, f"{source}/{archive.stem}/{index:02d}_{readable}.wav",
+                             opensfx_caption(title), str(archive), span=(offset, size))
+
+
+def collect_fluidsynth(root: Path, source: str) -> Iterator[SourceFile]:
+    """General MIDI instruments, percussion and sound effects rendered with fluidsynth from the
+    FluidR3_GM sound font in ``root`` (unpacked fluid-soundfont-gm), rendered on first use into
+    ``root/.rendered`` (see :mod:`recipes.render_midi`)."""
+    from .render_midi import RENDER_VERSION, SOUNDFONT, render_clips  # only this source needs it
+
+    for clip, path in render_clips(root / SOUNDFONT, root / ".rendered" / RENDER_VERSION):
+        yield SourceFile(source, f"{source}/{path.name}", clip.caption, str(path))
+
+
 PACKAGES: Dict[str, Callable[[Path, str], Iterator[SourceFile]]] = {
     "tuxpaint-stamps-default": collect_tuxpaint,
     "klettres-data": collect_klettres,
@@ -216,7 +333,18 @@ PACKAGES: Dict[str, Callable[[Path, str], Iterator[SourceFile]]] = {
     # Telephone prompts, one voice each, coded in G.722 (decoded with ffmpeg).
     "asterisk-core-sounds-fr-g722": speech_collector("usr/share/asterisk/sounds", "fr", ".g722", "g722"),
     "asterisk-core-sounds-ru-g722": speech_collector("usr/share/asterisk/sounds", "ru", ".g722", "g722"),
+    # Farm animals, everyday effects, instruments and world music inside Qt resource files (no voices in Debian's build).
+    "gcompris-qt-data": collect_gcompris,
+    # Vehicles, horns, animals, wind, machinery and applause, titled and credited per clip inside opensfx.cat.
+    "openttd-opensfx": collect_opensfx,
+    # Rendered, not recorded: General MIDI programs played by fluidsynth from fluid-soundfont-gm's samples.
+    "fluidsynth-gm": collect_fluidsynth,
 }
+
+# Sources whose Debian package has another name (what ``apt-get download`` fetches).
+DEBIAN_PACKAGE = {"fluidsynth-gm": "fluid-soundfont-gm"}
+# Left out of ``--packages all``: rendering needs the fluidsynth command installed system-wide.
+NOT_IN_ALL = ("fluidsynth-gm",)
 
 
 def load_caption_table(root: Path) -> Dict[str, str]:
