@@ -5,6 +5,8 @@ A corpus is a folder of mono audio files plus ``manifest.jsonl``: one JSON objec
 ``caption``, ``split`` (``train``/``valid``/``test``), ``recording_id`` (the original recording a
 segment was cut from; splits never share one) and an optional ``language``.
 :mod:`recipes.prepare_data` writes such corpora; any tool that writes the same lines works too.
+A Lhotse CutSet (``*.jsonl.gz``) or a folder of Lhotse Shar shards serves in its place
+(:func:`open_clips`, :mod:`recipes.lhotse_io`).
 
 :class:`AudioSegmentDataset` serves fixed-length crops of one split; :class:`MixingDataset` wraps
 it to mix pairs of clips at a random SNR with their captions joined (text-to-audio training).
@@ -16,8 +18,9 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Literal, Optional, Protocol, Sequence, Tuple, Union
 
+import numpy as np
 import soundfile as sf
 import torch
 from torch.utils.data import Dataset
@@ -126,6 +129,55 @@ def read_manifest(path: PathLike, split: Optional[str] = None, check_files: bool
     return entries
 
 
+class ClipSource(Protocol):
+    """Where a dataset's clips come from: their manifest entries and their audio."""
+
+    def entries(self, split: Optional[str] = None) -> List[ManifestEntry]:
+        """The clips of ``split`` (None: all), in a fixed order."""
+
+    def read(self, entry: ManifestEntry, start: int, frames: int) -> Tuple[np.ndarray, int]:
+        """Up to ``frames`` samples of ``entry`` from sample ``start`` (at its own rate): float32
+        ``[C, T]`` with ``T >= 1``, and that rate. Raises :class:`AudioError`."""
+
+
+class ManifestClips:
+    """Clips listed by a ``manifest.jsonl``, read from the files beside it."""
+
+    def __init__(self, manifest: PathLike, check_files: bool = True) -> None:
+        self.manifest, self.check_files = Path(manifest), check_files
+
+    def entries(self, split: Optional[str] = None) -> List[ManifestEntry]:
+        return read_manifest(self.manifest, split, self.check_files)
+
+    def read(self, entry: ManifestEntry, start: int, frames: int) -> Tuple[np.ndarray, int]:
+        path = self.manifest.parent / entry.path
+        try:
+            data, file_rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"cannot read {path}: {err}") from None
+        if data.shape[0] == 0:
+            raise AudioError(f"{path} returned no samples at offset {start}")
+        return data.T, file_rate
+
+
+def is_lhotse(path: PathLike) -> bool:
+    """Whether ``path`` names Lhotse cuts (a ``*.jsonl.gz`` file, or a folder of Shar shards)."""
+    path = Path(path)
+    return path.name.endswith(".jsonl.gz") or (path.is_dir() and any(path.glob("cuts.*.jsonl.gz")))
+
+
+def open_clips(path: PathLike, check_files: bool = True) -> ClipSource:
+    """The clips of a ``manifest.jsonl``, a Lhotse CutSet ``*.jsonl.gz`` or a Lhotse Shar folder."""
+    if is_lhotse(path):
+        from .lhotse_io import LhotseClips  # Lhotse is an optional dependency (the train extra)
+
+        return LhotseClips.open(path)
+    if Path(path).is_dir():
+        raise ManifestError(f"{path} is a folder with no Lhotse Shar shards (cuts.*.jsonl.gz): point at a "
+                            f"manifest.jsonl, a Lhotse cuts .jsonl.gz file or a Shar folder")
+    return ManifestClips(path, check_files)
+
+
 def selected(entry: ManifestEntry, include: Optional[Sequence[str]] = None, exclude: Sequence[str] = ()) -> bool:
     """Whether ``entry``'s recording id (``source/path``) starts with one of ``include`` (all when
     None) and with none of ``exclude``: a source name selects a whole source, a longer prefix a folder."""
@@ -159,6 +211,7 @@ class AudioSegmentDataset(Dataset):
     DataLoader seeds per worker); ``"start"`` (default elsewhere) and ``"center"`` are deterministic.
     Files at another rate than ``sample_rate`` are resampled on the fly. ``speed_factor`` (a
     callable drawing a factor per crop, e.g. :func:`recipes.augment.draw_speed`) perturbs speed.
+    ``manifest`` is anything :func:`open_clips` reads.
     """
 
     def __init__(self, manifest: PathLike, split: Optional[str] = "train", segment_seconds: float = 1.0,
@@ -170,12 +223,12 @@ class AudioSegmentDataset(Dataset):
             raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
         if crop is not None and crop not in ("random", "start", "center"):
             raise ValueError(f"crop must be 'random', 'start' or 'center', got {crop!r}")
-        self.root = Path(manifest).parent
+        self.clips = open_clips(manifest, check_files)
         self.sample_rate = check_sample_rate(sample_rate)
         self.segment_samples = int(round(segment_seconds * self.sample_rate))
         self.crop: CropMode = crop or ("random" if split == "train" else "start")
         self.speed_factor = speed_factor
-        self.entries = [e for e in read_manifest(manifest, split, check_files)
+        self.entries = [e for e in self.clips.entries(split)
                         if e.duration >= min_duration and selected(e, include, exclude)]
         if not self.entries:
             raise ManifestError(f"{manifest} has no {split or 'any'!r} entries of at least {min_duration} s"
@@ -194,20 +247,14 @@ class AudioSegmentDataset(Dataset):
 
     def load_segment(self, entry: ManifestEntry) -> Tuple[torch.Tensor, int]:
         """Read a crop of ``entry`` (only the needed frames); returns ``[1, segment]`` and the valid length."""
-        path = self.root / entry.path
         # Speed perturbation reads ``factor`` times the crop and plays it back that much faster.
         factor = self.speed_factor() if self.speed_factor is not None else 1.0
         # Read in the file's own time base, then resample just the crop.
         wanted = math.ceil(self.segment_samples * factor * entry.sample_rate / self.sample_rate)
         available = int(round(entry.duration * entry.sample_rate))
         start = self._offset(available, wanted)
-        try:
-            data, file_rate = sf.read(str(path), start=start, frames=wanted, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioError(f"cannot read {path}: {err}") from None
-        if data.shape[0] == 0:
-            raise AudioError(f"{path} returned no samples at offset {start}")
-        wav = prepare_waveform(data.T, file_rate, int(round(self.sample_rate / factor)))[0]
+        data, file_rate = self.clips.read(entry, start, wanted)
+        wav = prepare_waveform(data, file_rate, int(round(self.sample_rate / factor)))[0]
         valid = min(wav.shape[-1], self.segment_samples)
         out = torch.zeros(1, self.segment_samples)
         out[:, :valid] = wav[:, :valid]
