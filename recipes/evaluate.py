@@ -541,7 +541,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--manifest", type=Path, required=True, help="corpus manifest (recipes.prepare_data)")
     parser.add_argument("--codec", help="codec directory (default: the shipped model)")
     parser.add_argument("--vocoder", help="vocoder directory (default: the shipped model)")
-    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="training run folders for learning curves")
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="training run folders for learning curves (default: keep the curves of an earlier report in --out)")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--max-seconds", type=float, default=6.0, help="longest clip scored")
     parser.add_argument("--clips", type=float, default=1.0, help="fraction of each clip set's size (quick runs)")
@@ -576,6 +576,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if previous.is_file():  # keep the sections this run skips
         kept = json.loads(previous.read_text())
         keep = [name for section in args.skip for name in ((section, "levels") if section == "codec" else (section,))]
+        keep += [] if args.runs else ["learning_curves"]  # no runs given: the curves drawn before stay
         results = {name: kept[name] for name in keep if name in kept}
     with torch.inference_mode():
         if codec is not None:
