@@ -516,7 +516,7 @@ def write_report(out: Path, results: dict, clip_counts: Dict[str, int], notes: L
     if "vocoder" in results:
         lines += ["## Vocoder copy synthesis (from the 80-band mel)", "",
                   "Mel-consistent refinement from three starts, and fast Griffin-Lim with the amplitude "
-                  "fixed at the mel's pseudo-inverse. RTF: synthesis CPU seconds per audio second on one "
+                  "fixed at the mel's pseudo-inverse. RTF: synthesis wall-clock seconds per audio second with torch on one "
                   "thread (mel analysis excluded).", "", "![refinement](refinement_curve.png)", ""]
         for set_name, methods in results["vocoder"].items():
             lines += [f"### {set_name}", ""] + _table(methods, VOCODER_COLUMNS) + [""]
