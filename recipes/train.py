@@ -260,10 +260,12 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
     return L.Trainer(default_root_dir=output, callbacks=callbacks, logger=loggers, **t)
 
 
-def checked_resume_step(path: Path, config: Dict[str, Any], training_fields: Tuple[str, ...] = ()) -> int:
+def checked_resume_step(path: Path, config: Dict[str, Any], training_fields: Tuple[str, ...] = (),
+                        module: Optional[torch.nn.Module] = None) -> int:
     """The step of checkpoint ``path``, after checking that it is readable and that it was trained
     with the same model config as ``config`` (``training_fields``, settings that only steer training
-    such as a codec's dead-code threshold, may change); raises :class:`RecipeConfigError` otherwise."""
+    such as a codec's dead-code threshold, may change) and, given ``module``, that its weights have the
+    module's names and shapes; raises :class:`RecipeConfigError` otherwise."""
     others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -277,7 +279,21 @@ def checked_resume_step(path: Path, config: Dict[str, Any], training_fields: Tup
     if differing:
         raise RecipeConfigError(f"cannot resume: {path} was trained with another model config (differs in "
                                 f"{', '.join(differing)}); keep the model settings or use a new --output")
+    mismatched = mismatched_weights(state.get("state_dict", {}), module.state_dict()) if module is not None else []
+    if mismatched:
+        shown = ", ".join(mismatched[:3]) + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else "")
+        raise RecipeConfigError(f"cannot resume: {path} holds another model's weights ({shown}); the run was "
+                                f"probably started under other recipe defaults: pass its model settings "
+                                f"explicitly (see its config.yaml) or use a new --output")
     return step
+
+
+def mismatched_weights(saved: Dict[str, Any], current: Dict[str, torch.Tensor]) -> List[str]:
+    """Names of weights missing on either side or shaped differently."""
+    names = sorted(set(saved) ^ set(current))
+    names += sorted(k for k in set(saved) & set(current)
+                    if hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(current[k].shape))
+    return names
 
 
 def parse_max_time(value: Optional[str]) -> Optional[str]:
@@ -326,7 +342,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         module = task_class(args.task)(config)
         datamodule = module.datamodule()
         last = output / "checkpoints" / "last.ckpt"
-        resumed_step = checked_resume_step(last, config, module.training_fields) if args.resume and last.is_file() else None
+        resumed_step = (checked_resume_step(last, config, module.training_fields, module)
+                        if args.resume and last.is_file() else None)
         if args.resume and resumed_step is None:
             print(f"note: nothing to resume in {last.parent}; starting from scratch", file=sys.stderr)
         if resumed_step is None and config["init"]:

@@ -84,3 +84,26 @@ def test_eval_quantizer_is_straight_through_and_exact_for_inference():
     upstream = torch.randn_like(latent)
     out.quantized.backward(upstream)
     assert torch.equal(latent.grad, upstream)  # the straight-through estimator: gradients pass unchanged
+
+
+def test_resume_refuses_a_checkpoint_of_another_model_in_one_line(tmp_path):
+    """A run started under other recipe defaults saved an empty model section: its weights tell."""
+    import pytest
+    import torch
+
+    from recipes.config import RecipeConfigError
+    from recipes.train import checked_resume_step
+
+    path = tmp_path / "last.ckpt"
+    torch.save({"global_step": 3, "hyper_parameters": {"model": {}},
+                "state_dict": {"layer.weight": torch.zeros(4, 2), "old.bias": torch.zeros(4)}}, path)
+    same = torch.nn.Module()
+    same.layer = torch.nn.Linear(2, 4, bias=False)
+    same.old = torch.nn.Module()
+    same.old.register_buffer("bias", torch.zeros(4))
+    assert checked_resume_step(path, {"model": {}}, (), same) == 3
+    other = torch.nn.Module()
+    other.layer = torch.nn.Linear(3, 4, bias=False)
+    with pytest.raises(RecipeConfigError, match="another model's weights.*layer.weight") as err:
+        checked_resume_step(path, {"model": {}}, (), other)
+    assert "\n" not in str(err.value)
