@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .data import mix_clips
+
 PEAK = 0.99  # augmented audio is scaled down to this peak rather than clipped
 
 
@@ -176,8 +178,6 @@ class AugmentedDataset(Dataset):
         out[0, :valid] = torch.from_numpy(np.ascontiguousarray(x[:valid], dtype=np.float32))
         if self.noise is not None and len(self.noise) > 0 and chance(config.noise_p):
             background = self.noise[int(torch.randint(len(self.noise), ()))]["audio"]
-            from .data import mix_clips
-
             out[:, :valid] = mix_clips(out[:, :valid], background[:, :valid], draw(*config.noise_snr_db), PEAK)
         if chance(config.gain_p):
             out = out * 10.0 ** (draw(-config.gain_db, config.gain_db) / 20.0)

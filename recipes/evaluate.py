@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from codec import Codec
 from vocoder import Vocoder
-from vocoder.audio import prepare_waveform, resample
+from vocoder.audio import normalize_loudness, prepare_waveform, resample
 from vocoder.model import PHASE_STARTS
 from vocoder.phase import pghi_phase
 from vocoder.metrics import (MetricAverager, mel_distance, optional_metric, pesq_wideband, si_sdr, stft_distance,
@@ -176,14 +176,6 @@ def score(reference: torch.Tensor, estimate: torch.Tensor, speech: bool, metrics
         metrics.add("stoi", stoi(ref, est, SAMPLE_RATE))
 
 
-def set_level(wav: torch.Tensor, rms_db: float, peak: float = LEVEL_PEAK) -> torch.Tensor:
-    """``wav`` scaled to ``rms_db`` dBFS RMS, then scaled down if its peak would exceed ``peak``."""
-    rms = wav.pow(2).mean().sqrt().clamp_min(1e-8)
-    out = wav * (10.0 ** (rms_db / 20.0) / rms)
-    top = out.abs().max()
-    return out * (peak / top) if top > peak else out
-
-
 def evaluate_levels(codec: Codec, clips: Dict[ClipSet, list], levels: Sequence[float] = LEVELS_DB
                     ) -> Dict[str, Dict[str, Dict[str, float]]]:
     """The codec at its highest bitrate on each held-out speech set, the input set to each level and
@@ -197,7 +189,7 @@ def evaluate_levels(codec: Codec, clips: Dict[ClipSet, list], levels: Sequence[f
         for level in levels:
             metrics = MetricAverager()
             for _, wav in tqdm(items, desc=f"{level:g} dBFS on {clip_set.name}", leave=False):
-                wav = set_level(wav, level)
+                wav = normalize_loudness(wav, level, LEVEL_PEAK)
                 score(wav, codec.decompress(codec.compress(wav, SAMPLE_RATE))[0][0], True, metrics)
             results[clip_set.name][f"{level:g} dBFS"] = metrics.means()
     return results

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from recipes.evaluate import align, set_level
+from recipes.evaluate import LEVEL_PEAK, align
+from vocoder.audio import normalize_loudness
 
 
 def test_align_removes_a_codec_delay_either_way():
@@ -18,12 +19,12 @@ def test_align_removes_a_codec_delay_either_way():
         assert torch.allclose(aligned[..., inner], reference[..., inner])
 
 
-def test_set_level_hits_the_rms_unless_the_peak_would_pass_the_limit():
+def test_the_level_sweep_hits_the_rms_unless_the_peak_would_pass_the_limit():
     t = torch.arange(16000) / 16000
     tone = 0.1 * torch.sin(2 * torch.pi * 200 * t)[None]
-    quiet = set_level(tone, -35.0)
+    quiet = normalize_loudness(tone, -35.0, LEVEL_PEAK)
     assert abs(20 * torch.log10(quiet.pow(2).mean().sqrt()) + 35.0) < 0.01
-    loud = set_level(tone, -1.0)  # a sine at -1 dBFS RMS peaks at +2 dBFS: limited
+    loud = normalize_loudness(tone, -1.0, LEVEL_PEAK)  # a sine at -1 dBFS RMS peaks at +2 dBFS: limited
     assert loud.abs().max() <= 0.99 + 1e-6
 
 
