@@ -33,17 +33,19 @@ NO_CLASS = "-"  # a rule value: this caption part names no class (an exception b
 EXTRA_GROUP = "speech and music"
 
 
-def read_target_classes(path: Path) -> Dict[str, str]:
-    """``class -> group`` from a table of ``class<TAB>group`` lines, in order."""
-    classes: Dict[str, str] = {}
+def read_target_classes(path: Path) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """``class -> group`` and ``class -> prompt`` from ``class<TAB>group<TAB>prompt`` lines, in order."""
+    groups: Dict[str, str] = {}
+    prompts: Dict[str, str] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
-        name, tab, group = line.partition("\t")
-        if not tab or not re.fullmatch(r"[a-z_]+", name) or not group.strip() or name in classes:
-            raise ValueError(f"{path}:{number}: expected a new 'class<TAB>group', got {line!r}")
-        classes[name] = group.strip()
-    return classes
+        fields = [field.strip() for field in line.split("\t")]
+        if len(fields) != 3 or not re.fullmatch(r"[a-z_]+", fields[0]) or not all(fields) or fields[0] in groups:
+            raise ValueError(f"{path}:{number}: expected a new 'class<TAB>group<TAB>prompt', got {line!r}")
+        name, group, prompt = fields
+        groups[name], prompts[name] = group, prompt
+    return groups, prompts
 
 
 def read_class_rules(path: Path, classes: Iterable[str]) -> Tuple[Rule, ...]:
@@ -56,7 +58,8 @@ def read_class_rules(path: Path, classes: Iterable[str]) -> Tuple[Rule, ...]:
     return rules
 
 
-TARGET_CLASSES: Dict[str, str] = read_target_classes(RULES_DIR / "target_classes.tsv")
+TARGET_CLASSES, CLASS_PROMPTS = read_target_classes(RULES_DIR / "target_classes.tsv")
+"""``class -> group`` of the target vocabulary, and ``class -> prompt``: the words a user would type for it."""
 ESC50_CLASSES: Tuple[str, ...] = tuple(name for name, group in TARGET_CLASSES.items() if group != EXTRA_GROUP)
 CLASS_RULES: Tuple[Rule, ...] = read_class_rules(RULES_DIR / "classes.tsv", TARGET_CLASSES)
 

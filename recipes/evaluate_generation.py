@@ -42,8 +42,10 @@ import torch
 from tqdm.auto import tqdm
 
 from generation import AudioGen
+from generation.vocabulary import MIN_RECORDINGS
 from vocoder.audio import prepare_waveform, save_audio
 
+from .coverage import CLASS_PROMPTS, ESC50_CLASSES, caption_classes
 from .data import ManifestEntry, read_manifest
 from .evaluate import curves_figure, curves_section, read_curves
 from .sound_embedding import SoundEmbedder, frechet_distance, retrieval_rate, wilson_interval
@@ -57,6 +59,7 @@ PROMPT_SECONDS, CONTINUATION_MAX_SECONDS = 2.0, 6.0
 CONTINUATION_MIN_SECONDS = {"speech": 4.0, "effects": 4.0, "drums": 2.5}
 CONTINUATION_SAMPLES = 4  # continuations per clip and condition: 8 drum clips are too few for one draw each
 LM_METRICS = ("val/cross_entropy",)
+SECTIONS = ("speed", "retrieval", "classes", "continuation")
 
 
 def read_captions(path: Path = CAPTIONS_FILE) -> List[str]:
@@ -142,6 +145,79 @@ def evaluate_retrieval(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, e
     return results
 
 
+def class_references(entries: Sequence[ManifestEntry], sources: Sequence[str], classes: Sequence[str],
+                     max_real: int) -> Dict[str, List[ManifestEntry]]:
+    """Recordings of ``sources`` per target class among ``classes`` (one clip per recording, at most
+    ``max_real``); a caption naming two classes (a mix) is left out, as it is no clean reference."""
+    per_class: Dict[str, List[ManifestEntry]] = {name: [] for name in classes}
+    seen: set = set()
+    for entry in _ordered([e for e in entries if e.source in sources]):
+        named = caption_classes(entry.caption)
+        if len(named) == 1 and named[0] in per_class and entry.recording_id not in seen:
+            seen.add(entry.recording_id)
+            per_class[named[0]].append(entry)
+    return {name: items[:max_real] for name, items in per_class.items() if len(items) >= 2}
+
+
+def evaluate_classes(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, entries: List[ManifestEntry],
+                     sources: Sequence[str], per_class: int, max_real: int, out: Path) -> dict:
+    """Retrieval per everyday target class, prompted in plain words (``target_classes.tsv``), against
+    recordings of ``sources``, which the model must never have trained on.
+
+    The classes scored are the ESC-50 classes the model learned (at least :data:`MIN_RECORDINGS`
+    training recordings in its vocabulary) that the held-out sources hold at least 2 recordings of; a
+    clip scores when it is nearest the centroid of its own class among those classes.
+    """
+    vocabulary = gen.known_sounds()
+    if vocabulary is None:
+        raise ValueError("the model has no vocabulary.json: the per-class evaluation needs its training classes")
+    trained_on = sorted(set(sources) & set(vocabulary.sources))
+    if trained_on:
+        raise ValueError(f"the model trained on {', '.join(trained_on)}: per-class references must come from "
+                         "sources it never heard")
+    learned = [name for name in ESC50_CLASSES if vocabulary.classes.get(name, 0) >= MIN_RECORDINGS]
+    references = class_references(entries, sources, learned, max_real)
+    classes = list(references)
+    real, real_labels, durations = [], [], {}
+    for label, name in enumerate(classes):
+        items = references[name]
+        durations[name] = float(np.clip(np.median([e.duration for e in items]), 1.0, 5.0))
+        real += [read_clip(manifest, e, gen.sample_rate, seconds=durations[name]) for e in items]
+        real_labels += [label] * len(items)
+    results = {"sources": list(sources), "learned_classes": learned, "classes": classes,
+               "prompts": {name: CLASS_PROMPTS[name] for name in classes},
+               "references": {name: len(items) for name, items in references.items()},
+               "clips_per_class": per_class, "chance": 1 / len(classes) if classes else None}
+    if len(classes) < 2:
+        results["skipped"] = "fewer than 2 learned classes have 2 or more held-out recordings"
+        return results
+    original = embedder.embed(real, gen.sample_rate)
+    rendered = embedder.embed([resynthesize(gen, clip) for clip in real], gen.sample_rate)
+    results["ceiling"] = retrieval_rate(rendered, real_labels, rendered, real_labels, leave_one_out=True)
+    results["ceiling_original"] = retrieval_rate(original, real_labels, original, real_labels, leave_one_out=True)
+    audio_dir = out / "audio" / "classes"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    labels = [label for label in range(len(classes)) for _ in range(per_class)]
+    examples = []
+    for cfg in GUIDANCE:
+        generated = []
+        for label, name in enumerate(tqdm(classes, desc=f"generating per class, γ = {cfg:g}")):
+            clips = gen.generate([CLASS_PROMPTS[name]] * per_class, duration=durations[name], cfg_coef=cfg,
+                                 seed=1000 + label)
+            generated += list(clips[:, 0])
+            if cfg == GUIDANCE[-1]:
+                save_audio(audio_dir / f"{name}.wav", clips[0], gen.sample_rate)
+                examples.append({"class": name, "prompt": CLASS_PROMPTS[name], "file": f"audio/classes/{name}.wav"})
+        embedded = embedder.embed(generated, gen.sample_rate)
+        results[f"retrieval_cfg{cfg:g}"] = retrieval_rate(embedded, labels, rendered, real_labels)
+        results[f"retrieval_original_cfg{cfg:g}"] = retrieval_rate(embedded, labels, original, real_labels)
+        results[f"per_class_cfg{cfg:g}"] = {
+            name: retrieval_rate(embedded[i * per_class:(i + 1) * per_class], labels[i * per_class:(i + 1) * per_class],
+                                 rendered, real_labels) for i, name in enumerate(classes)}
+    results["examples"] = examples
+    return results
+
+
 def evaluate_continuation(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, entries: List[ManifestEntry],
                           per_kind: int, samples: int = CONTINUATION_SAMPLES) -> dict:
     """Continuation rates per kind: ``per_kind`` held-out clips at most (one per recording), each continued
@@ -221,6 +297,39 @@ def _with_interval(rate: float, trials: int) -> str:
     return f"{rate:.3f} ({low:.2f}-{high:.2f})"
 
 
+def class_section(c: dict) -> List[str]:
+    """The report's per-class table of everyday sounds."""
+    lines = ["## Everyday classes, against sources it never heard", "",
+             f"Held-out sources: {', '.join(c['sources'])}. The model learned {len(c['learned_classes'])} ESC-50 "
+             f"classes (at least {MIN_RECORDINGS} training recordings each); those sources hold at least 2 "
+             f"recordings of {len(c['classes'])} of them, which are scored here: {c['clips_per_class']} clips per "
+             "class from the plain prompt of `recipes/caption_rules/target_classes.tsv`, each scoring when it is "
+             "nearest the centroid of its own class's recordings (as the codec renders them; and the originals) "
+             "among these classes.", ""]
+    if c.get("skipped"):
+        return lines + [f"Not scored: {c['skipped']}.", ""]
+    trials = len(c["classes"]) * c["clips_per_class"]
+    references = sum(c["references"].values())
+    lines += ["| | retrieval | vs originals |", "|---|---|---|"]
+    for cfg in GUIDANCE:
+        lines.append(f"| generated, γ = {cfg:g} | {_with_interval(c[f'retrieval_cfg{cfg:g}'], trials)} | "
+                     f"{_with_interval(c[f'retrieval_original_cfg{cfg:g}'], trials)} |")
+    lines += [f"| held-out recordings, each left out of its centroid (ceiling) | {_with_interval(c['ceiling'], references)} | "
+              f"{_with_interval(c['ceiling_original'], references)} |",
+              f"| chance | {c['chance']:.3f} | {c['chance']:.3f} |", "",
+              "| class | prompt | held-out recordings | γ = 1 | γ = 3 | listen |", "|---|---|---|---|---|---|"]
+    files = {e["class"]: e["file"] for e in c.get("examples", [])}
+    for name in c["classes"]:
+        rates = [c[f"per_class_cfg{cfg:g}"][name] for cfg in GUIDANCE]
+        listen = f"[wav]({files[name]})" if name in files else ""
+        lines.append(f"| {name} | {c['prompts'][name]} | {c['references'][name]} | "
+                     + " | ".join(_with_interval(rate, c["clips_per_class"]) for rate in rates) + f" | {listen} |")
+    unscored = [name for name in c["learned_classes"] if name not in c["classes"]]
+    if unscored:
+        lines += ["", f"Learned but without 2 held-out recordings (not scored): {', '.join(unscored)}."]
+    return lines + [""]
+
+
 def write_report(out: Path, results: dict, model: str) -> None:
     r, lines = results["retrieval"], ["# Text-to-audio evaluation", ""]
     generated = len(r["captions"]) * r["clips_per_caption"]
@@ -248,6 +357,8 @@ def write_report(out: Path, results: dict, model: str) -> None:
     lines += ["Per caption at γ = 3: " + ", ".join(f"{c} {v:.2f}" for c, v in r[f"per_caption_cfg{GUIDANCE[-1]:g}"].items()),
               "", "![first clip per caption, γ = 3](spectrograms.png)", "", "Listen (γ = 3):", ""]
     lines += [f"- [{e['caption']}]({e['file']})" for e in r["examples"]]
+    if results.get("classes"):
+        lines += class_section(results["classes"])
     samples = max([v.get("samples_per_clip", 1) for v in results["continuation"].values()], default=1)
     lines += ["", "## Continuation (2 s prompt)", "",
               "One clip per held-out recording, of at least "
@@ -288,10 +399,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--continuations", type=int, default=20, help="clips per continuation kind (at most; one per recording)")
     parser.add_argument("--continuation-samples", type=int, default=CONTINUATION_SAMPLES,
                         help="continuations per clip and condition (their mean is the clip's score)")
+    parser.add_argument("--class-manifest", type=Path,
+                        help="manifest holding the held-out sources of the per-class table (default: --manifest)")
+    parser.add_argument("--class-sources", nargs="*", default=[],
+                        help="sources the model never trained on, whose recordings score the everyday classes")
+    parser.add_argument("--clips-per-class", type=int, default=8)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="what to measure (the report keeps the other sections of an earlier results.json in --out)")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="LM training run folders for learning curves")
     args = parser.parse_args(argv)
-    if args.clips_per_caption < 1 or args.continuation_samples < 1 or args.max_real < 2 or args.continuations < 2:
-        parser.error("--clips-per-caption and --continuation-samples must be >= 1, --max-real and --continuations >= 2")
+    if args.clips_per_class < 1 or args.clips_per_caption < 1 or args.continuation_samples < 1 or args.max_real < 2 or args.continuations < 2:
+        parser.error("--clips-per-class, --clips-per-caption and --continuation-samples must be >= 1, --max-real and --continuations >= 2")
     try:
         gen = AudioGen.from_pretrained(args.model)
         embedder = SoundEmbedder()
@@ -301,12 +419,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = args.out / "results.json"
+    results = json.loads(earlier.read_text()) if set(args.sections) != set(SECTIONS) and earlier.is_file() else {}
+    missing = sorted({"speed", "retrieval", "continuation"} - set(args.sections) - set(results))
+    if missing:
+        parser.error(f"--sections leaves out {', '.join(missing)}, which {earlier} does not hold: measure them too")
     with torch.inference_mode():
-        results = {"speed": measure_speed(gen)}
-        results["retrieval"] = evaluate_retrieval(gen, embedder, args.manifest, entries, captions,
-                                                  args.clips_per_caption, args.max_real, args.out)
-        results["continuation"] = evaluate_continuation(gen, embedder, args.manifest, entries, args.continuations,
-                                                        args.continuation_samples)
+        if "speed" in args.sections:
+            results["speed"] = measure_speed(gen)
+        if "retrieval" in args.sections:
+            results["retrieval"] = evaluate_retrieval(gen, embedder, args.manifest, entries, captions,
+                                                      args.clips_per_caption, args.max_real, args.out)
+        if "classes" in args.sections and args.class_sources:
+            manifest = args.class_manifest or args.manifest
+            class_entries = read_manifest(manifest) if args.class_manifest else entries
+            try:
+                results["classes"] = evaluate_classes(gen, embedder, manifest, class_entries, args.class_sources,
+                                                      args.clips_per_class, args.max_real, args.out)
+            except ValueError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+        if "continuation" in args.sections:
+            results["continuation"] = evaluate_continuation(gen, embedder, args.manifest, entries, args.continuations,
+                                                            args.continuation_samples)
     if args.runs:
         results["learning_curves"] = read_curves(args.runs, LM_METRICS)
         curves_figure(results["learning_curves"], LM_METRICS, args.out / "learning_curves.png", " (held-out tokens)")

@@ -93,3 +93,57 @@ def test_wilson_interval_widens_as_the_clips_get_few():
     assert 0.40 < narrow[0] < 0.5 < narrow[1] < 0.60
     with pytest.raises(ValueError):
         wilson_interval(0.5, 0)
+
+
+def test_class_evaluation_scores_learned_classes_against_unheard_sources(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from codec import Codec
+    from generation import AudioGen, AudioLanguageModel
+    from generation.vocabulary import Vocabulary
+    from recipes.data import ManifestEntry, read_manifest, write_manifest
+    from recipes.evaluate_generation import class_references, class_section, evaluate_classes
+
+    from presets import TINY_CODEC, TINY_LM
+
+    class MeanSpectrum:
+        def embed(self, clips, sample_rate):
+            return torch.stack([torch.fft.rfft(c[:4000].float(), n=4000).abs()[:1984].view(16, -1).mean(-1)
+                                for c in clips])
+
+    recordings = [("a dog barking", "heldout"), ("dogs barking loudly", "heldout"), ("rain falling", "heldout"),
+                  ("rain falling", "heldout"), ("a dog barking and rain falling", "heldout"),  # a mix: no reference
+                  ("a cow mooing", "heldout"), ("a cow mooing", "heldout"),  # not learned: not scored
+                  ("a dog barking", "trained")]  # a source the model heard: never a reference
+    entries = []
+    for i, (caption, source) in enumerate(recordings):
+        tone = 0.2 * np.sin(2 * np.pi * 300 * (i + 1) * np.arange(32_000) / 16_000)
+        sf.write(tmp_path / f"c{i}.wav", tone.astype(np.float32), 16_000)
+        entries.append(ManifestEntry(f"c{i}.wav", 2.0, 16_000, source, caption, "train", f"rec{i}"))
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, entries)
+    entries = read_manifest(manifest)
+    from recipes.coverage import CLASS_PROMPTS, TARGET_CLASSES
+
+    assert list(CLASS_PROMPTS) == list(TARGET_CLASSES) and CLASS_PROMPTS["dog"] == "a dog barking"
+    references = class_references(entries, ["heldout"], ["dog", "rain", "cow", "cat"], max_real=8)
+    assert {name: sorted(e.recording_id for e in items) for name, items in references.items()} == {
+        "dog": ["rec0", "rec1"], "rain": ["rec2", "rec3"], "cow": ["rec5", "rec6"]}  # cat: none
+
+    torch.manual_seed(0)
+    gen = AudioGen(AudioLanguageModel(TINY_LM), Codec(TINY_CODEC))
+    gen.vocabulary = Vocabulary({"a dog barking": 6, "rain falling": 5, "a cow mooing": 1},
+                                {"dog": 6, "rain": 5, "cow": 1}, sources=("trained",))
+    with pytest.raises(ValueError, match="trained on trained"):
+        evaluate_classes(gen, MeanSpectrum(), manifest, entries, ["trained"], 2, 8, tmp_path)
+    with torch.inference_mode():
+        results = evaluate_classes(gen, MeanSpectrum(), manifest, entries, ["heldout"], 2, 8, tmp_path)
+    assert results["learned_classes"] == ["dog", "rain"] and results["classes"] == ["dog", "rain"]
+    assert results["chance"] == 0.5 and results["references"] == {"dog": 2, "rain": 2}
+    assert results["prompts"] == {"dog": "a dog barking", "rain": "rain falling"}
+    for cfg in ("1", "3"):
+        assert 0.0 <= results[f"retrieval_cfg{cfg}"] <= 1.0 and set(results[f"per_class_cfg{cfg}"]) == {"dog", "rain"}
+    assert (tmp_path / "audio" / "classes" / "dog.wav").is_file()
+    table = "\n".join(class_section(results))
+    assert "| dog | a dog barking | 2 |" in table and "heldout" in table
