@@ -28,7 +28,7 @@ from typing import Callable, Dict, Tuple
 
 import torch
 
-from codec import ChunkConfig, Codec, CodecConfig
+from codec import ChunkConfig, Codec, CodecConfig, SpectralCodecConfig, WaveformCodec, WaveformCodecConfig
 from timing import count_parameters, interleaved_timings
 
 
@@ -74,9 +74,9 @@ def speed(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     runs: Dict[str, Callable[[], object]] = {}
     rows = []
-    for name, config in (("ours, spectral (shipped)", CodecConfig()),
-                         ("ours, frame decoder", CodecConfig.waveform()),
-                         ("ours, conv decoder", CodecConfig.waveform(decoder="conv"))):
+    for name, config in (("ours, spectral (shipped)", SpectralCodecConfig()),
+                         ("ours, frame decoder", WaveformCodecConfig()),
+                         ("ours, conv decoder", WaveformCodecConfig(decoder="conv"))):
         model_runs, row = codec_runs(name, config, args.seconds)
         runs.update(model_runs)
         rows.append(row)
@@ -114,7 +114,7 @@ def peak_rss_mb() -> float:
 def memory_child(seconds: float, chunk_frames: int) -> None:
     """Runs in a fresh process: prints 'before encode decode' peak-RSS figures in MB."""
     torch.manual_seed(0)
-    model = Codec(CodecConfig.waveform(chunking=replace(ChunkConfig.waveform(), frames=chunk_frames))).eval()
+    model = WaveformCodec(WaveformCodecConfig(chunking=replace(ChunkConfig.waveform(), frames=chunk_frames))).eval()
     wav = 0.1 * torch.randn(1, 1, int(seconds * model.sample_rate))
     before = peak_rss_mb()  # libraries, model and input
     codes = model.encode(wav, model.sample_rate, progress=False)
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per call")
     parser.add_argument("--memory", action="store_true", help="measure peak memory on long inputs instead")
     parser.add_argument("--memory-seconds", type=float, nargs="+", default=[60.0, 300.0, 600.0])
-    parser.add_argument("--chunk-frames", type=int, default=CodecConfig().chunking.frames)
+    parser.add_argument("--chunk-frames", type=int, default=SpectralCodecConfig().chunking.frames)
     parser.add_argument("--memory-child", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from codec import Codec, CodecConfig
+from codec import SpectralCodec
 from generation import AudioGen, AudioLanguageModel, LMConfig, SamplingParams, TextCondition, build_conditioner
 from generation.sampling import classifier_free_guidance, sample_tokens
 from vocoder.checkpoint import CheckpointError
@@ -117,7 +117,7 @@ def main() -> None:
     try:
         gen, what = AudioGen.from_pretrained(), "the shipped model"
     except CheckpointError:
-        gen, what = AudioGen(AudioLanguageModel(LMConfig()), Codec(CodecConfig())), "default configs, random weights"
+        gen, what = AudioGen(AudioLanguageModel(LMConfig()), SpectralCodec()), "default configs, random weights"
     print(f"\n[3] real-time factor: {args.duration:g} s of audio with {what} (MiniLM text, γ = 3, top-k 250)")
     lm_params = sum(p.numel() for p in gen.lm.parameters()) / 1e6
     gen.generate(["warm-up"], duration=0.2, seed=0)

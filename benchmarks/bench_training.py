@@ -121,7 +121,7 @@ def gan_workload(recipe: str, config: dict, device: torch.device, bf16: bool, ad
     trainable = [p for group in gen_opt.param_groups for p in group["params"]]
     clip = module.optim["grad_clip"]
     # The spectral codec has no waveform to judge: its recipe never runs the discriminators.
-    adversarial = adversarial and not (recipe == "codec" and module.generator.vocoder is not None)
+    adversarial = adversarial and not (recipe == "codec" and not module.generator.adversarial_training)
     data = config["data"]
     samples = int(data["segment_seconds"] * module.sample_rate)
     audio = 0.1 * torch.randn(data["batch_size"], 1, samples, device=device)

@@ -1,14 +1,16 @@
 """Neural audio codec with group-residual vector quantization (GRVQ, as in HiFi-Codec).
 
->>> from codec import Codec, CodecConfig
->>> model = Codec(CodecConfig())                  # untrained; Codec.from_pretrained(dir) to load
->>> data = model.compress(wav, sample_rate)       # .grvq bytes at model.bitrate bits/s
+>>> from codec import Codec, SpectralCodec, SpectralCodecConfig
+>>> model = Codec.from_pretrained()                   # the shipped SpectralCodec (any saved codec: its design)
+>>> model = SpectralCodec(SpectralCodecConfig())      # untrained; WaveformCodec(WaveformCodecConfig()) likewise
+>>> data = model.compress(wav, sample_rate)           # .grvq bytes at model.bitrate bits/s
 >>> audio, sr = model.decompress(data)
 """
 
 from .bitstream import BitstreamError
-from .config import ChunkConfig, CodecConfig, QuantizerConfig
-from .model import Codec, CodecOutput
+from .config import ChunkConfig, CodecConfig, QuantizerConfig, SpectralCodecConfig, WaveformCodecConfig
+from .model import (Codec, CodecOutput, SpectralCodec, SpectralCodecOutput, WaveformCodec, WaveformCodecOutput,
+                    read_saved_codec)
 from .quantizer import GroupResidualQuantizer
 
 __all__ = [
@@ -19,4 +21,11 @@ __all__ = [
     "CodecOutput",
     "GroupResidualQuantizer",
     "QuantizerConfig",
+    "SpectralCodec",
+    "SpectralCodecConfig",
+    "SpectralCodecOutput",
+    "WaveformCodec",
+    "WaveformCodecConfig",
+    "WaveformCodecOutput",
+    "read_saved_codec",
 ]

@@ -21,8 +21,7 @@ from vocoder.cli import (RANDOM_INIT_SEED, OneLineParser, check_input_file, chec
                          parse_device, seeded, write_atomically)
 
 from .bitstream import BitstreamError
-from .config import CodecConfig
-from .model import Codec
+from .model import Codec, SpectralCodec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +63,7 @@ def load_model(args: argparse.Namespace) -> Codec:
         print(f"warning: using an untrained random-weight model (seed {RANDOM_INIT_SEED}); "
               "the decoded audio will not resemble the input", file=sys.stderr)
         with seeded(RANDOM_INIT_SEED):  # encode and decode build the same weights (same fingerprint)
-            model = Codec(CodecConfig())
+            model = SpectralCodec()
         return model.to(args.device).eval()
     if args.model is None and not (Codec.default_pretrained / "model.safetensors").is_file():
         raise CheckpointError("no shipped codec model yet: pass --model DIR (or --random-init to demonstrate)")

@@ -1,22 +1,23 @@
-"""Configuration of the codec: one dataclass per part, every size a field, nothing hard-coded.
+"""Configuration of the codecs: one typed dataclass per design and per part, every size a field.
 
-A :class:`CodecConfig` is stored in ``config.json`` next to the weights, so a saved model always
-rebuilds with the architecture it was trained with.
+A codec's config (:class:`SpectralCodecConfig` or :class:`WaveformCodecConfig`) is stored in
+``config.json`` next to the weights, so a saved model always rebuilds with the architecture it was
+trained with; :mod:`codec.legacy` reads the flat form that models saved before the split carry.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Tuple
+from typing import ClassVar, Tuple
 
+from vocoder.checkpoint import CheckpointError, config_from_dict
 from vocoder.model import VocoderConfig, default_backbone
 from vocoder.modules import BackboneConfig
 
 from .bitstream import bits_per_code
 from .spectral import SpectralConfig
 
-CODEC_KINDS = ("waveform", "spectral")
 DECODER_KINDS = ("frame", "conv")
 
 
@@ -41,7 +42,7 @@ class QuantizerConfig:
     dead_code_threshold: float = 0.1
     commitment_weight: float = 0.25
     # Off as the spectral codec ships (dropout collapses its encoder onto the first level: codec model
-    # card); the waveform design turns it on (CodecConfig.waveform).
+    # card); the waveform design turns it on (WaveformCodecConfig).
     quantize_dropout: bool = False
 
     def __post_init__(self) -> None:
@@ -72,7 +73,7 @@ class ChunkConfig:
     the same result as processing the whole signal at once (tests/test_codec.py and
     tests/test_codec_spectral.py check this for both designs), so there are no seams to cross-fade.
     A deeper encoder or decoder needs a larger context. The defaults are the spectral design's;
-    :meth:`CodecConfig.waveform` sets the waveform design's.
+    :class:`WaveformCodecConfig` sets the waveform design's.
     """
 
     frames: int = 500  # 10 s at 50 Hz: a bounded working set on a CPU
@@ -93,24 +94,90 @@ class ChunkConfig:
 
 @dataclass
 class CodecConfig:
-    """Architecture of a :class:`~codec.Codec`; the defaults are the shipped codec's.
+    """What every codec design has: a ``latent_dim`` latent quantized by ``quantizer``, and long
+    inputs processed in ``chunking`` chunks. The designs are :class:`SpectralCodecConfig` (the
+    shipped one) and :class:`WaveformCodecConfig`, each stored in ``config.json`` with its model.
 
-    ``kind="spectral"`` (the default, as shipped): a mel encoder/decoder (``spectral``) around the
-    quantizer, and the mel ``vocoder`` (stored inside the codec) with phase refinement makes the
-    waveform; the hop is the vocoder's mel hop times ``spectral.downsample`` and the waveform-only
-    fields are unused. ``kind="waveform"`` (:meth:`waveform`): a SEANet encoder on the waveform and
-    a waveform decoder (``decoder``) around the same quantizer.
+    Each design has a ``sample_rate``; ``hop_length`` is always the samples per code frame and
+    ``frame_rate`` the code frames per second.
+    """
+
+    kind: ClassVar[str] = ""  # the design's name, as the recipes' ``model.kind`` selects it
+    latent_dim: int = 256
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    chunking: ChunkConfig = field(default_factory=ChunkConfig)
+
+    def __post_init__(self) -> None:
+        if type(self) is CodecConfig:
+            raise TypeError("CodecConfig is the base of SpectralCodecConfig and WaveformCodecConfig; build one of those")
+        if self.latent_dim % self.quantizer.groups:
+            raise ValueError(f"latent_dim ({self.latent_dim}) must be divisible by groups ({self.quantizer.groups})")
+
+    @property
+    def hop_length(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+
+@dataclass
+class SpectralCodecConfig(CodecConfig):
+    """The shipped design (the defaults): the ``vocoder``'s log-mel -> mel encoder (``spectral``) ->
+    GRVQ -> mel decoder -> the ``vocoder`` (stored inside the codec) with phase refinement.
+
+    The sample rate is the vocoder's; a code frame spans ``spectral.downsample`` mel frames, so the
+    hop is the mel hop times ``spectral.downsample`` (320 samples = 50 frames/s at 16 kHz).
+    """
+
+    kind: ClassVar[str] = "spectral"
+    spectral: SpectralConfig = field(default_factory=SpectralConfig)
+    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.vocoder.mel.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.vocoder.hop_length * self.spectral.downsample
+
+    @classmethod
+    def small(cls, **overrides) -> "SpectralCodecConfig":
+        """About 1 M codec parameters with the default bitstream layout (4 x 1024 codes at 50 Hz): the
+        demo's random-weight fallback, quick on a CPU and showing realistic bitrates and file sizes."""
+        stage = BackboneConfig(kind="convnext", dim=64, intermediate_dim=192, num_layers=2)
+        return cls(**{"latent_dim": 64, "spectral": SpectralConfig(mel_stage=replace(stage), code_stage=replace(stage)),
+                      "vocoder": replace(VocoderConfig(), backbone=replace(stage)), **overrides})
+
+    @classmethod
+    def tiny(cls, **overrides) -> "SpectralCodecConfig":
+        """A very small model with the default framing and a tiny vocoder, for tests and smoke runs."""
+        stage = BackboneConfig(kind="convnext", dim=32, intermediate_dim=64, num_layers=1)
+        return cls(**{"latent_dim": 32, "quantizer": QuantizerConfig(codebook_size=64, kmeans_iters=2),
+                      "spectral": SpectralConfig(mel_stage=replace(stage), code_stage=replace(stage)),
+                      "vocoder": replace(VocoderConfig(), backbone=replace(stage, num_layers=2)), **overrides})
+
+
+@dataclass
+class WaveformCodecConfig(CodecConfig):
+    """The waveform design: SEANet encoder on the waveform -> GRVQ -> waveform decoder, trained end to
+    end against discriminators, with quantizer dropout so one model serves every bitrate
+    (``recipes/configs/codec_waveform.yaml``).
 
     ``strides`` are listed in decoder (upsampling) order as in HiFi-Codec and EnCodec; the SEANet
     encoder applies them in reverse. Their product is the hop: 320 samples = 50 frames/s at
-    16 kHz. ``decoder="frame"`` is the vocoder's ConvNeXt trunk + amplitude/phase head (the
-    waveform appears only through the inverse STFT); ``decoder="conv"`` is EnCodec's SEANet decoder.
+    16 kHz. ``decoder="frame"`` is the vocoder's ConvNeXt trunk (``backbone``) + amplitude/phase head
+    (the waveform appears only through the ``n_fft`` inverse STFT); ``decoder="conv"`` is EnCodec's
+    SEANet decoder (``conv_decoder_*``).
     """
 
+    kind: ClassVar[str] = "waveform"
+    quantizer: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(quantize_dropout=True))
+    chunking: ChunkConfig = field(default_factory=ChunkConfig.waveform)
     sample_rate: int = 16_000
-    kind: str = "spectral"
     strides: Tuple[int, ...] = (8, 5, 4, 2)
-    latent_dim: int = 256
     encoder_filters: int = 32
     encoder_residual_layers: int = 1
     encoder_lstm_layers: int = 0  # 0 keeps chunked encoding exact (finite receptive field) and is faster
@@ -120,25 +187,15 @@ class CodecConfig:
     win_length: int = 1280
     conv_decoder_filters: int = 32
     conv_decoder_lstm_layers: int = 0
-    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
-    chunking: ChunkConfig = field(default_factory=ChunkConfig)
-    spectral: SpectralConfig = field(default_factory=SpectralConfig)
-    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
-        if self.kind not in CODEC_KINDS:
-            raise ValueError(f"kind must be one of {CODEC_KINDS}, got {self.kind!r}")
-        if self.kind == "spectral" and self.vocoder.mel.sample_rate != self.sample_rate:
-            raise ValueError(f"the vocoder's mel sample rate ({self.vocoder.mel.sample_rate}) must equal the "
-                             f"codec's ({self.sample_rate})")
         if not self.strides or any(s < 1 for s in self.strides):
             raise ValueError(f"strides must be positive integers, got {self.strides}")
         if self.decoder not in DECODER_KINDS:
             raise ValueError(f"decoder must be one of {DECODER_KINDS}, got {self.decoder!r}")
-        if self.latent_dim % self.quantizer.groups:
-            raise ValueError(f"latent_dim ({self.latent_dim}) must be divisible by groups ({self.quantizer.groups})")
         hop = self.hop_length
         if self.n_fft % hop or (self.n_fft - hop) % 2:
             raise ValueError(f"n_fft ({self.n_fft}) must be a multiple of the hop ({hop}) with n_fft - hop even")
@@ -147,58 +204,39 @@ class CodecConfig:
 
     @property
     def hop_length(self) -> int:
-        if self.kind == "spectral":
-            return self.vocoder.hop_length * self.spectral.downsample
         return math.prod(self.strides)
 
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.hop_length
+    @classmethod
+    def for_24khz(cls, **overrides) -> "WaveformCodecConfig":
+        """HiFi-Codec's 24 kHz variant: strides 8,5,3,2 (hop 240, 100 frames/s), n_fft 960."""
+        return cls(**{"sample_rate": 24_000, "strides": (8, 5, 3, 2), "n_fft": 960, "win_length": 960, **overrides})
 
     @classmethod
-    def waveform(cls, **overrides) -> "CodecConfig":
-        """The waveform design: SEANet encoder on the waveform -> GRVQ 2 x 2 x 1024 at 50 frames/s ->
-        frame-level decoder, trained end to end against discriminators, with quantizer dropout so
-        one model serves every bitrate (``recipes/configs/codec_waveform.yaml``)."""
-        base = cls(kind="waveform", chunking=ChunkConfig.waveform(), quantizer=QuantizerConfig(quantize_dropout=True))
-        return replace(base, **overrides)
-
-    @classmethod
-    def for_24khz(cls, **overrides) -> "CodecConfig":
-        """HiFi-Codec's 24 kHz variant of the waveform design: strides 8,5,3,2 (hop 240, 100 frames/s), n_fft 960."""
-        return cls.waveform(**{"sample_rate": 24_000, "strides": (8, 5, 3, 2), "n_fft": 960, "win_length": 960,
-                               **overrides})
-
-    @classmethod
-    def spectral_default(cls, **overrides) -> "CodecConfig":
-        """The shipped design, which is also the default: the same as ``CodecConfig(**overrides)``."""
-        return cls(**overrides)
-
-    @classmethod
-    def design(cls, kind: str) -> "CodecConfig":
-        """The full-size config of design ``kind``: the default (spectral) or :meth:`waveform`."""
-        return cls.waveform() if kind == "waveform" else cls(kind=kind)
-
-    @classmethod
-    def small(cls, kind: str = "spectral", **overrides) -> "CodecConfig":
-        """About 1 M codec parameters with the default bitstream layout (4 x 1024 codes at 50 Hz): the
-        demo's random-weight fallback, quick on a CPU and showing realistic bitrates and file sizes."""
+    def small(cls, **overrides) -> "WaveformCodecConfig":
+        """About 1 M codec parameters with the default bitstream layout (4 x 1024 codes at 50 Hz)."""
         stage = BackboneConfig(kind="convnext", dim=64, intermediate_dim=192, num_layers=2)
-        base = replace(cls.design(kind), latent_dim=64, encoder_filters=8, backbone=stage,
-                        spectral=SpectralConfig(mel_stage=replace(stage), code_stage=replace(stage)),
-                        vocoder=replace(VocoderConfig(), backbone=replace(stage)))
-        return replace(base, **overrides)
+        return cls(**{"latent_dim": 64, "encoder_filters": 8, "backbone": stage, **overrides})
 
     @classmethod
-    def tiny(cls, kind: str = "spectral", **overrides) -> "CodecConfig":
-        """A very small model of design ``kind`` with the default framing, for tests and smoke runs
-        (not for quality); the spectral one holds a tiny vocoder."""
-        small = BackboneConfig(kind="convnext", dim=32, intermediate_dim=64, num_layers=2)
-        design = cls.design(kind)
-        base = replace(
-            design, latent_dim=32, encoder_filters=4, conv_decoder_filters=4, backbone=small,
-            quantizer=replace(design.quantizer, codebook_size=64, kmeans_iters=2),
-            spectral=SpectralConfig(mel_stage=replace(small, num_layers=1), code_stage=replace(small, num_layers=1)),
-            vocoder=replace(VocoderConfig(), backbone=replace(small)),
-        )
-        return replace(base, **overrides)
+    def tiny(cls, **overrides) -> "WaveformCodecConfig":
+        """A very small model with the default framing, for tests and smoke runs (not for quality)."""
+        return cls(**{"latent_dim": 32, "encoder_filters": 4, "conv_decoder_filters": 4,
+                      "backbone": BackboneConfig(kind="convnext", dim=32, intermediate_dim=64, num_layers=2),
+                      "quantizer": QuantizerConfig(codebook_size=64, kmeans_iters=2, quantize_dropout=True),
+                      **overrides})
+
+
+CODEC_CONFIGS = {config.kind: config for config in (SpectralCodecConfig, WaveformCodecConfig)}
+DEFAULT_KIND = SpectralCodecConfig.kind
+
+
+def codec_config_from_dict(data: dict, where: str = "model") -> CodecConfig:
+    """The config a recipe's ``model`` section describes: ``kind`` (default ``spectral``) picks the
+    design, every other key is a field of that design's config."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{where}: expected a mapping of codec config fields")
+    fields = dict(data)
+    kind = fields.pop("kind", DEFAULT_KIND)
+    if kind not in CODEC_CONFIGS:
+        raise CheckpointError(f"{where}.kind must be one of {sorted(CODEC_CONFIGS)}, got {kind!r}")
+    return config_from_dict(CODEC_CONFIGS[kind], fields, where)

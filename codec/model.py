@@ -1,4 +1,7 @@
-"""The codec: SEANet encoder -> group-residual VQ -> frame-level (or SEANet) decoder.
+"""The codecs: one interface (:class:`Codec`), two designs around the same group-residual VQ.
+
+:class:`SpectralCodec` (shipped): log-mel -> mel encoder -> GRVQ -> mel decoder -> its vocoder.
+:class:`WaveformCodec`: SEANet encoder -> GRVQ -> frame-level (or SEANet) decoder.
 
 Inference (``encode``/``decode``/``compress``/``decompress``) works on any input layout and rate,
 runs chunk by chunk with context so memory stays bounded on long inputs, and gives the same
@@ -14,7 +17,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -24,14 +27,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vocoder.audio import ArrayLike, apply_gains, level_gains, prepare_waveform
-from vocoder.checkpoint import Pretrained, config_to_dict
+from vocoder.checkpoint import (CheckpointError, Pretrained, config_from_dict, differing_fields, load_state,
+                                read_payload, save_state)
 from vocoder.chunking import ChunkSpan, chunk_spans
 from vocoder.model import Vocoder, mel_fault
 from vocoder.modules import AmplitudePhaseHead, Backbone, SpectrumPrediction
 
 from . import bitstream
 from .bitstream import BitstreamError, StreamHeader
-from .config import CodecConfig
+from .config import CodecConfig, SpectralCodecConfig, WaveformCodecConfig
+from .legacy import config_from_flat, flat_config
 from .quantizer import GroupResidualQuantizer
 from .spectral import MelDecoder, MelEncoder
 
@@ -40,20 +45,28 @@ DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
 
 @dataclass
 class CodecOutput:
-    """Result of the training pass :meth:`Codec.forward`."""
+    """Result of the training pass ``Codec.forward``; each design adds what its loss compares."""
 
-    audio: Optional[torch.Tensor]  # [B, 1, T], same length as the input (None for the spectral codec)
     codes: torch.Tensor  # [B, K, F]; -1 marks levels skipped by quantizer dropout
     quantizer_loss: torch.Tensor  # scalar commitment loss (zero in eval mode)
-    spectrum: Optional[SpectrumPrediction] = None  # frame decoder's spectra (waveform codec)
-    mel: Optional[torch.Tensor] = None  # spectral codec: decoded log-mel [B, n_mels, F * downsample]
-    target_mel: Optional[torch.Tensor] = None  # spectral codec: the input's log-mel, same shape
+
+
+@dataclass
+class SpectralCodecOutput(CodecOutput):
+    mel: torch.Tensor  # decoded log-mel [B, n_mels, F * downsample]
+    target_mel: torch.Tensor  # the input's log-mel, same shape
+
+
+@dataclass
+class WaveformCodecOutput(CodecOutput):
+    audio: torch.Tensor  # [B, 1, T], same length as the input
+    spectrum: Optional[SpectrumPrediction] = None  # the frame decoder's spectra
 
 
 class FrameDecoder(nn.Module):
     """Quantized latent ``[B, D, F]`` -> ConvNeXt trunk -> amplitude/phase spectra -> ``F * hop`` samples."""
 
-    def __init__(self, config: CodecConfig) -> None:
+    def __init__(self, config: WaveformCodecConfig) -> None:
         super().__init__()
         self.backbone = Backbone(config.latent_dim, config.backbone)
         self.head = AmplitudePhaseHead(config.backbone.dim, config.n_fft, config.hop_length, config.win_length)
@@ -69,7 +82,7 @@ def _quiet_seanet(build, **kwargs) -> nn.Module:
         return build(**kwargs)
 
 
-def _without(config: dict, dotted: Tuple[str, ...]) -> dict:
+def _without(config: Dict[str, Any], dotted: Tuple[str, ...]) -> Dict[str, Any]:
     """``config`` (a nested dict) less the fields and sub-configs named by dotted paths."""
     for name in dotted:
         *parents, leaf = name.split(".")
@@ -89,53 +102,69 @@ def _checked_mel(mel: torch.Tensor) -> torch.Tensor:
 
 
 class Codec(nn.Module, Pretrained):
-    """16 kHz (or any rate) neural audio codec with group-residual vector quantization.
+    """What every codec offers: a neural audio codec with group-residual vector quantization at
+    16 kHz (or any rate). The designs are :class:`SpectralCodec` (shipped) and :class:`WaveformCodec`.
 
-    >>> model = Codec.from_pretrained("path/to/model")       # or Codec(CodecConfig()) untrained
+    >>> model = Codec.from_pretrained("path/to/model")       # either design; Codec(config) builds config's design
     >>> codes = model.encode(wav, sample_rate)               # LongTensor [B, K, F]
     >>> audio = model.decode(codes)                          # [B, 1, F * hop] at model.sample_rate
     >>> data = model.compress(wav, sample_rate, num_codebooks=2)   # .grvq bytes, 1 kbps
     >>> audio, sr = model.decompress(data)                   # trimmed to the input's duration
+
+    A design sets ``encoder`` (waveform ``[B, 1, T]`` -> latent ``[B, D, T / hop]``) and ``decoder``,
+    and implements :meth:`forward` (training) and :meth:`_synthesise_codes` (decoding).
     """
 
-    config_class = CodecConfig
+    config_class: ClassVar[type] = CodecConfig
     default_pretrained = DEFAULT_PRETRAINED
     training_fields = ("chunking", "quantizer.kmeans_init", "quantizer.kmeans_iters", "quantizer.ema_decay",
                        "quantizer.dead_code_threshold", "quantizer.commitment_weight", "quantizer.quantize_dropout")
+    # Whether training judges its output with discriminators (it needs a waveform to judge).
+    adversarial_training: ClassVar[bool] = False
 
-    def __init__(self, config: Optional[CodecConfig] = None) -> None:
+    def __new__(cls, config: Optional[CodecConfig] = None, *args: Any, **kwargs: Any) -> "Codec":
+        # Codec(config) builds the design of ``config``, as Codec.from_pretrained loads either design.
+        return super().__new__(design_of(config) if cls is Codec else cls)
+
+    def __init__(self, config: CodecConfig) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
         super().__init__()
-        self.config = config = config or CodecConfig()
+        self.config = config
         self.quantizer = GroupResidualQuantizer(config.latent_dim, config.quantizer)
-        if config.kind == "spectral":
-            self.encoder: nn.Module = MelEncoder(config.vocoder.mel, config.spectral, config.latent_dim)
-            self.decoder: nn.Module = MelDecoder(config.vocoder.mel, config.spectral, config.latent_dim)
-            self.vocoder: Optional[Vocoder] = Vocoder(config.vocoder)
-            return
-        self.vocoder = None
-        self.encoder = _quiet_seanet(
-            SEANetEncoder, channels=1, dimension=config.latent_dim, n_filters=config.encoder_filters,
-            n_residual_layers=config.encoder_residual_layers, ratios=list(config.strides),
-            lstm=config.encoder_lstm_layers)
-        if config.decoder == "frame":
-            self.decoder = FrameDecoder(config)
-        else:
-            self.decoder = _quiet_seanet(
-                SEANetDecoder, channels=1, dimension=config.latent_dim, n_filters=config.conv_decoder_filters,
-                n_residual_layers=config.encoder_residual_layers,  # mirrors the encoder
-                ratios=list(config.strides), lstm=config.conv_decoder_lstm_layers)
+        # ``kind`` and the other design's fields from the flat config.json this model was loaded
+        # from, where they are not the defaults: its fingerprint hashes them (codec.legacy).
+        self.legacy_fields: Optional[Dict[str, Any]] = None
 
-    def load_vocoder(self, vocoder: Vocoder) -> None:
-        """Put a (trained) :class:`~vocoder.Vocoder` into this spectral codec: a copy of its weights
-        and its config, which may differ from the codec's previous vocoder (same mel analysis)."""
-        if self.vocoder is None:
-            raise ValueError("only a spectral codec holds a vocoder")
-        if vocoder.config.mel != self.config.vocoder.mel:
-            raise ValueError("the vocoder's mel analysis differs from the codec's: its mels would not fit")
-        replacement = Vocoder(vocoder.config).to(self.device)
-        replacement.load_state_dict(vocoder.state_dict())
-        self.vocoder = replacement.train(self.training)
-        self.config = replace(self.config, vocoder=vocoder.config)
+    # ------------------------------------------------------------------------------ saving, loading
+
+    @classmethod
+    def build_saved(cls, directory: Path) -> "Codec":
+        """The codec a saved folder holds, of either design and either config form (weights not loaded)."""
+        design, config, legacy = read_saved_codec(directory)
+        if not issubclass(design, cls):
+            raise CheckpointError(f"{directory} holds a {design.__name__}, not a {cls.__name__}")
+        model = design(config)
+        model.legacy_fields = legacy
+        return model
+
+    def save_pretrained(self, directory: Union[str, Path], half: bool = False) -> Path:
+        """Save ``config.json`` (this design's config) + ``model.safetensors`` into ``directory``."""
+        extra = {"legacy_fields": self.legacy_fields} if self.legacy_fields is not None else None
+        return save_state(self, self.config, directory, half=half, extra=extra)
+
+    def load_weights_from(self, directory: Union[str, Path]) -> None:
+        """Copy the weights of a saved codec of the same architecture into this one (warm start); the
+        configs may differ in :attr:`training_fields`. The fingerprint stays the saved model's."""
+        design, saved, legacy = read_saved_codec(Path(directory))
+        if design is not type(self):
+            raise CheckpointError(f"{directory} holds a {design.__name__}, not a {type(self).__name__}")
+        differing = differing_fields(saved, self.config, self.training_fields)
+        if differing:
+            raise CheckpointError(f"{directory} holds a model of another configuration than this one "
+                                  f"(differs in {', '.join(differing)})")
+        load_state(self, directory)
+        self.legacy_fields = legacy
 
     # ----------------------------------------------------------------------------------- properties
 
@@ -174,24 +203,30 @@ class Codec(nn.Module, Pretrained):
         count = self.quantizer.check_num_codebooks(num_codebooks)
         return self.frame_rate * count * self.config.quantizer.bits_per_code
 
+    def flat_config(self) -> Dict[str, Any]:
+        """The config in the flat form of models saved before the designs split (:mod:`codec.legacy`)."""
+        return flat_config(self.config, self.legacy_fields)
+
     def fingerprint(self) -> bytes:
         """8-byte BLAKE2b digest of what a stream's codes mean: the architecture and the codebooks.
 
         Left out: settings that only steer training or memory use (:attr:`training_fields`, chunking
         among them) and a spectral codec's vocoder but for its mel analysis, so a warm start that
-        changes those settings, or another vocoder, leaves ``.grvq`` streams and LMs valid.
+        changes those settings, or another vocoder, leaves ``.grvq`` streams and LMs valid. The
+        architecture is hashed in the flat form (:meth:`flat_config`) that existing streams carry.
         """
-        arch = _without(config_to_dict(self.config), self.training_fields)
-        arch["vocoder"] = {"mel": arch["vocoder"]["mel"]}  # the encoder's input; the rest makes no codes
+        arch = _without(self.flat_config(), self.training_fields)
+        if "vocoder" in arch:
+            arch["vocoder"] = {"mel": arch["vocoder"]["mel"]}  # the encoder's input; the rest makes no codes
         return self._digest(arch)
 
     def matches_fingerprint(self, fingerprint: bytes) -> bool:
         """Whether codes stamped with ``fingerprint`` are this model's: its :meth:`fingerprint`, or the
         earlier form of it (the whole config less chunking, vocoder included) that ``.grvq`` streams and
         ``codec.json`` files written before that form changed carry."""
-        return fingerprint in (self.fingerprint(), self._digest(_without(config_to_dict(self.config), ("chunking",))))
+        return fingerprint in (self.fingerprint(), self._digest(_without(self.flat_config(), ("chunking",))))
 
-    def _digest(self, arch: dict) -> bytes:
+    def _digest(self, arch: Dict[str, Any]) -> bytes:
         digest = hashlib.blake2b(json.dumps(arch, sort_keys=True).encode(), digest_size=bitstream.FINGERPRINT_BYTES)
         for weights in self.quantizer.codebook_weights():
             digest.update(weights.float().cpu().contiguous().numpy().astype("<f4").tobytes())
@@ -199,32 +234,15 @@ class Codec(nn.Module, Pretrained):
 
     # -------------------------------------------------------------------------------------- training
 
-    def _synthesise(self, latent: torch.Tensor) -> Tuple[torch.Tensor, Optional[SpectrumPrediction]]:
-        """Quantized latent ``[B, D, F]`` -> waveform ``[B, 1, F * hop]`` (and spectra, frame decoder)
-        of the waveform codec; the spectral codec synthesises in :meth:`_decode_spectral`."""
-        if isinstance(self.decoder, FrameDecoder):
-            spectrum = self.decoder(latent)
-            return spectrum.waveform, spectrum
-        return self.decoder(latent), None
-
     def forward(self, wav: torch.Tensor, num_codebooks: Optional[int] = None) -> CodecOutput:
-        """Training pass on ``wav [B, 1, T]`` at :attr:`sample_rate`; quantizer dropout in train mode.
+        """Training pass on ``wav [B, 1, T]`` at :attr:`sample_rate`; quantizer dropout in train mode."""
+        raise NotImplementedError
 
-        The spectral codec returns the decoded and the input log-mel (no waveform: it trains on
-        mel frames); the waveform codec returns the decoded waveform (and spectra)."""
+    def _padded(self, wav: torch.Tensor) -> torch.Tensor:
+        """``wav [B, 1, T]`` zero-padded to whole frames, for :meth:`forward`."""
         if wav.dim() != 3 or wav.shape[1] != 1:
             raise ValueError(f"forward expects mono audio [B, 1, T], got {tuple(wav.shape)}")
-        length = wav.shape[-1]
-        padded = F.pad(wav, (0, -length % self.hop_length))
-        if self.vocoder is not None:
-            with torch.no_grad():
-                target_mel = self.encoder.frontend(padded)
-            quantized = self.quantizer(self.encoder.encode_mel(target_mel), num_codebooks)
-            return CodecOutput(None, quantized.codes, quantized.loss, mel=self.decoder(quantized.quantized),
-                               target_mel=target_mel)
-        quantized = self.quantizer(self.encoder(padded), num_codebooks)
-        audio, spectrum = self._synthesise(quantized.quantized)
-        return CodecOutput(audio[..., :length], quantized.codes, quantized.loss, spectrum)
+        return F.pad(wav, (0, -wav.shape[-1] % self.hop_length))
 
     # ------------------------------------------------------------------------------------- inference
 
@@ -286,23 +304,24 @@ class Codec(nn.Module, Pretrained):
                refine: Optional[int] = None) -> torch.Tensor:
         """Waveform ``[B, 1, F * hop]`` at :attr:`sample_rate` from codes ``[B, K, F]`` (any valid ``K``).
 
-        ``refine`` (spectral codec only): phase refinement iterations of its vocoder, ``None`` for
-        the vocoder's default (see :meth:`vocoder.Vocoder.decode`), ``0`` for the network alone."""
+        ``refine`` (:class:`SpectralCodec` only): phase refinement iterations of its vocoder, ``None``
+        for the vocoder's default (see :meth:`vocoder.Vocoder.decode`), ``0`` for the network alone."""
         return self._decode(self._check_codes(codes), progress, self._check_refine(refine))
 
     def _check_refine(self, refine: Optional[int]) -> Optional[int]:
-        if refine is not None and self.vocoder is None:
-            raise ValueError("refine applies to the spectral codec only; this waveform codec has no vocoder")
+        if refine is not None:
+            raise ValueError(f"refine applies to the spectral codec only; this {type(self).__name__} has no vocoder")
         return refine
 
     def _decode(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int] = None) -> torch.Tensor:
-        if self.vocoder is not None:
-            audio = self._decode_spectral(codes, progress, refine)
-        else:
-            audio = self._decode_frames(codes, progress, 1, self.hop_length, lambda latent: self._synthesise(latent)[0])
+        audio = self._synthesise_codes(codes, progress, refine)
         if not torch.isfinite(audio).all():
             raise ValueError("decoding these codes gave NaN or infinite samples (damaged codec weights?)")
         return audio
+
+    def _synthesise_codes(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int]) -> torch.Tensor:
+        """Waveform ``[B, 1, F * hop]`` of checked codes ``[B, K, F]``, chunk by chunk."""
+        raise NotImplementedError
 
     def _decode_frames(self, codes: torch.Tensor, progress: Optional[bool], channels: int, scale: int,
                        decode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -315,15 +334,6 @@ class Codec(nn.Module, Pretrained):
                 keep = decode(latent)[..., span.offset * scale:(span.offset + span.stop - span.start) * scale]
                 out[..., span.start * scale:span.stop * scale] = keep
         return out
-
-    def _decode_spectral(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int]) -> torch.Tensor:
-        """The spectral codec's decode: the log-mel chunk by chunk, then the vocoder, whose blocks
-        carry the phase across, so chunked decoding equals decoding the whole signal at once."""
-        downsample = self.config.spectral.downsample
-        mel = _checked_mel(self._decode_frames(codes, progress, self.vocoder.n_mels, downsample, self.decoder))
-        with self._evaluating():
-            return self.vocoder.decode(mel, refine=refine, chunk_frames=self.config.chunking.frames * downsample,
-                                       progress=progress)
 
     def compress(self, wav: ArrayLike, sample_rate: int, num_codebooks: Optional[int] = None,
                  progress: Optional[bool] = None, normalize: bool = True) -> bytes:
@@ -371,3 +381,115 @@ class Codec(nn.Module, Pretrained):
         audio = self._decode(torch.from_numpy(codes), progress, refine)
         return apply_gains(audio[..., :header.length], torch.tensor(header.gains())), self.sample_rate
 
+
+class SpectralCodec(Codec):
+    """The shipped design: the log-mel of the waveform is encoded, quantized and decoded back to a
+    log-mel, which the codec's own :class:`~vocoder.Vocoder` (with phase refinement) turns into a
+    waveform. It trains on mel frames only (:class:`~codec.training.SpectralCodecLoss`)."""
+
+    config_class = SpectralCodecConfig
+
+    def __init__(self, config: Optional[SpectralCodecConfig] = None) -> None:
+        config = config or SpectralCodecConfig()
+        super().__init__(config)
+        self.encoder = MelEncoder(config.vocoder.mel, config.spectral, config.latent_dim)
+        self.decoder = MelDecoder(config.vocoder.mel, config.spectral, config.latent_dim)
+        self.vocoder = Vocoder(config.vocoder)
+
+    def load_vocoder(self, vocoder: Vocoder) -> None:
+        """Put a (trained) :class:`~vocoder.Vocoder` into this codec: a copy of its weights and its
+        config, which may differ from the codec's previous vocoder (same mel analysis)."""
+        if vocoder.config.mel != self.config.vocoder.mel:
+            raise ValueError("the vocoder's mel analysis differs from the codec's: its mels would not fit")
+        replacement = Vocoder(vocoder.config).to(self.device)
+        replacement.load_state_dict(vocoder.state_dict())
+        self.vocoder = replacement.train(self.training)
+        self.config = replace(self.config, vocoder=vocoder.config)
+
+    def forward(self, wav: torch.Tensor, num_codebooks: Optional[int] = None) -> SpectralCodecOutput:
+        """Training pass: the decoded and the input log-mel (no waveform: it trains on mel frames)."""
+        with torch.no_grad():
+            target_mel = self.encoder.frontend(self._padded(wav))
+        quantized = self.quantizer(self.encoder.encode_mel(target_mel), num_codebooks)
+        return SpectralCodecOutput(quantized.codes, quantized.loss, self.decoder(quantized.quantized), target_mel)
+
+    def _check_refine(self, refine: Optional[int]) -> Optional[int]:
+        return refine  # the vocoder checks the value
+
+    def _synthesise_codes(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int]) -> torch.Tensor:
+        """The log-mel chunk by chunk, then the vocoder, whose blocks carry the phase across, so
+        chunked decoding equals decoding the whole signal at once."""
+        downsample = self.config.spectral.downsample
+        mel = _checked_mel(self._decode_frames(codes, progress, self.vocoder.n_mels, downsample, self.decoder))
+        with self._evaluating():
+            return self.vocoder.decode(mel, refine=refine, chunk_frames=self.config.chunking.frames * downsample,
+                                       progress=progress)
+
+
+class WaveformCodec(Codec):
+    """The waveform design: a SEANet encoder on the waveform and a waveform decoder (the frame-level
+    decoder, or EnCodec's SEANet decoder), trained end to end against discriminators."""
+
+    config_class = WaveformCodecConfig
+    default_pretrained = None  # none ships
+    adversarial_training = True
+
+    def __init__(self, config: Optional[WaveformCodecConfig] = None) -> None:
+        config = config or WaveformCodecConfig()
+        super().__init__(config)
+        self.encoder = _quiet_seanet(
+            SEANetEncoder, channels=1, dimension=config.latent_dim, n_filters=config.encoder_filters,
+            n_residual_layers=config.encoder_residual_layers, ratios=list(config.strides),
+            lstm=config.encoder_lstm_layers)
+        if config.decoder == "frame":
+            self.decoder: nn.Module = FrameDecoder(config)
+        else:
+            self.decoder = _quiet_seanet(
+                SEANetDecoder, channels=1, dimension=config.latent_dim, n_filters=config.conv_decoder_filters,
+                n_residual_layers=config.encoder_residual_layers,  # mirrors the encoder
+                ratios=list(config.strides), lstm=config.conv_decoder_lstm_layers)
+
+    def _synthesise(self, latent: torch.Tensor) -> Tuple[torch.Tensor, Optional[SpectrumPrediction]]:
+        """Quantized latent ``[B, D, F]`` -> waveform ``[B, 1, F * hop]`` (and spectra, frame decoder)."""
+        if isinstance(self.decoder, FrameDecoder):
+            spectrum = self.decoder(latent)
+            return spectrum.waveform, spectrum
+        return self.decoder(latent), None
+
+    def forward(self, wav: torch.Tensor, num_codebooks: Optional[int] = None) -> WaveformCodecOutput:
+        """Training pass: the decoded waveform, as long as ``wav`` (and the frame decoder's spectra)."""
+        quantized = self.quantizer(self.encoder(self._padded(wav)), num_codebooks)
+        audio, spectrum = self._synthesise(quantized.quantized)
+        return WaveformCodecOutput(quantized.codes, quantized.loss, audio[..., :wav.shape[-1]], spectrum)
+
+    def _synthesise_codes(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int]) -> torch.Tensor:
+        return self._decode_frames(codes, progress, 1, self.hop_length, lambda latent: self._synthesise(latent)[0])
+
+
+CODECS = {design.__name__: design for design in (SpectralCodec, WaveformCodec)}
+
+
+def design_of(config: Optional[CodecConfig]) -> type:
+    """The codec class of ``config``'s design."""
+    for design in CODECS.values():
+        if type(config) is design.config_class:
+            return design
+    raise TypeError(f"Codec(config) takes a SpectralCodecConfig or a WaveformCodecConfig, got {type(config).__name__}")
+
+
+def read_saved_codec(directory: Path) -> Tuple[type, CodecConfig, Optional[Dict[str, Any]]]:
+    """The design, config and legacy fields (see :attr:`Codec.legacy_fields`) of a saved codec: a
+    ``config.json`` of class ``SpectralCodec`` or ``WaveformCodec``, or of class ``Codec`` with the
+    flat config of models saved before the designs split (:mod:`codec.legacy`)."""
+    payload = read_payload(directory)
+    where, name = str(Path(directory) / "config.json"), payload.get("class")
+    if name == "Codec":
+        config, legacy = config_from_flat(payload["config"], where)
+        return design_of(config), config, legacy
+    if name not in CODECS:
+        raise CheckpointError(f"{where} holds a {name!r} model, expected a codec ({' or '.join(CODECS)})")
+    design = CODECS[name]
+    legacy = payload.get("legacy_fields")
+    if legacy is not None and not isinstance(legacy, dict):
+        raise CheckpointError(f"{where}: legacy_fields must be a JSON object")
+    return design, config_from_dict(design.config_class, payload["config"], where), legacy

@@ -1,6 +1,6 @@
 """The spectral codec's encoder and decoder: log-mel frames in, log-mel frames out.
 
-The spectral design (``CodecConfig()``, the default) quantizes a frame-level encoding of the
+The spectral design (:class:`~codec.SpectralCodec`, the default) quantizes a frame-level encoding of the
 log-mel spectrogram and decodes back to a log-mel, which the codec's own mel vocoder (with phase
 refinement) turns into a waveform. Training needs no waveform losses: an L1 on log-mel frames is
 cheap, so a CPU hour buys many more steps than the waveform design gets (the codec model card,

@@ -1,7 +1,7 @@
-"""The codec's generator loss, defined once.
+"""The codecs' generator losses, each defined once: one class per design.
 
-Training recipes build a :class:`CodecLoss` and call it on the :class:`~codec.CodecOutput` of
-``Codec.forward`` and the target waveform; they never re-assemble terms. The discriminator side
+Training recipes build ``CodecLoss.for_config(config, weights)`` and call it on the output of
+``codec(target)`` and the target waveform; they never re-assemble terms. The discriminator side
 is :func:`vocoder.losses.adversarial_discriminator_loss`, shared with the vocoder.
 """
 
@@ -23,44 +23,64 @@ from vocoder.losses import (
     weighted_spectrum_loss,
 )
 
-from .config import CodecConfig
-from .model import CodecOutput
+from .config import CodecConfig, SpectralCodecConfig, WaveformCodecConfig
+from .model import SpectralCodecOutput, WaveformCodecOutput
 
 
 class CodecLoss(nn.Module):
-    """Generator loss: multi-scale mel L1, frame-level spectrum terms (frame decoder only), LSGAN
-    adversarial + feature matching (when ``discriminators`` are passed) and the quantizer's
+    """A codec's generator loss; :meth:`for_config` gives the one of a design. Called as
+    ``loss(output, target, discriminators)`` on the output of ``codec(target)``, it returns the total
+    and each weighted term (:class:`~vocoder.losses.LossOutput`)."""
+
+    def __init__(self, weights: Optional[LossWeights] = None) -> None:
+        super().__init__()
+        self.weights = weights or LossWeights()
+
+    @staticmethod
+    def for_config(config: CodecConfig, weights: Optional[LossWeights] = None) -> "CodecLoss":
+        if isinstance(config, SpectralCodecConfig):
+            return SpectralCodecLoss(weights)
+        return WaveformCodecLoss(config, weights)
+
+
+class SpectralCodecLoss(CodecLoss):
+    """The spectral codec's loss: L1 between the decoded and the input log-mel (``weights.mel``),
+    optionally spectral convergence on the linear mel (``weights.linear_mel``), and the quantizer's
+    commitment loss. Its vocoder is trained on its own; there is no waveform, so no discriminators."""
+
+    def forward(self, output: SpectralCodecOutput, target: torch.Tensor,
+                discriminators: Optional[Discriminators] = None) -> LossOutput:
+        if discriminators is not None:
+            raise ValueError("the spectral codec trains on mel frames: there is no waveform for discriminators")
+        w = self.weights
+        weighted = {"mel": w.mel * (output.mel - output.target_mel).abs().mean(),
+                    "quantizer": w.quantizer * output.quantizer_loss}
+        if w.linear_mel:
+            weighted["linear_mel"] = w.linear_mel * spectral_convergence(output.mel.exp(), output.target_mel.exp())
+        return LossOutput.detached(sum(weighted.values()), weighted)
+
+
+class WaveformCodecLoss(CodecLoss):
+    """The waveform codec's loss: multi-scale mel L1, frame-level spectrum terms (frame decoder only),
+    LSGAN adversarial + feature matching (when ``discriminators`` are passed) and the quantizer's
     commitment loss, weighted by :class:`~vocoder.losses.LossWeights`.
 
     Leaving out the discriminators gives the cheap reconstruction-only loss that early training
     steps on a CPU should use.
     """
 
-    def __init__(self, config: CodecConfig, weights: Optional[LossWeights] = None) -> None:
-        super().__init__()
+    def __init__(self, config: WaveformCodecConfig, weights: Optional[LossWeights] = None) -> None:
+        super().__init__(weights)
         self.config = config
-        self.weights = weights or LossWeights()
         # Default resolutions: HiFi-Codec's three mel terms (n_fft 1024, 512, 256).
         self.mel_loss = MultiScaleMelLoss(config.sample_rate)
 
-    def forward(self, output: CodecOutput, target: torch.Tensor,
+    def forward(self, output: WaveformCodecOutput, target: torch.Tensor,
                 discriminators: Optional[Discriminators] = None) -> LossOutput:
-        """``output`` of ``Codec.forward(target)``; ``target`` is the input waveform ``[B, 1, T]``.
-        For the spectral codec the loss compares ``output.mel`` with ``output.target_mel`` (the
-        mel L1 weighted by ``weights.mel``) and takes no discriminators.
-
-        The terms are each weighted contribution to the total: ``mel`` and ``quantizer`` always,
-        ``linear_mel`` when weighted (spectral codec), ``spectrum`` (the APNet terms together) with
-        the frame decoder, and ``adversarial`` / ``feature_matching`` when discriminators were given."""
+        """``target`` is the input waveform ``[B, 1, T]``. The terms are each weighted contribution to
+        the total: ``mel`` and ``quantizer`` always, ``spectrum`` (the APNet terms together) with the
+        frame decoder, and ``adversarial`` / ``feature_matching`` when discriminators were given."""
         c, w = self.config, self.weights
-        if output.mel is not None:
-            # Spectral codec: L1 on log-mel frames (its vocoder is trained on its own).
-            weighted = {"mel": w.mel * (output.mel - output.target_mel).abs().mean(),
-                        "quantizer": w.quantizer * output.quantizer_loss}
-            if w.linear_mel:
-                weighted["linear_mel"] = w.linear_mel * spectral_convergence(output.mel.exp(), output.target_mel.exp())
-            total = sum(weighted.values())
-            return LossOutput.detached(total, weighted)
         generated = output.audio
         if generated.shape != target.shape:
             raise ValueError(f"generated audio {tuple(generated.shape)} and target {tuple(target.shape)} differ in shape")
@@ -76,5 +96,4 @@ class CodecLoss(nn.Module):
             adversarial, feature_matching = adversarial_generator_losses(discriminators, generated, target)
             weighted["adversarial"] = w.adversarial * adversarial
             weighted["feature_matching"] = w.feature_matching * feature_matching
-        total = sum(weighted.values())
-        return LossOutput.detached(total, weighted)
+        return LossOutput.detached(sum(weighted.values()), weighted)

@@ -13,6 +13,7 @@ from typing import Optional
 
 import gradio as gr
 
+from codec import SpectralCodec
 from generation.sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING
 
 from .handlers import MAX_SEED, DemoHandlers, DemoLimits
@@ -162,7 +163,7 @@ def build_app(models: DemoModels, limits: Optional[DemoLimits] = None,
                     bitrate = gr.Dropdown(choices, value=choices[-1][1], label="Bitrate", elem_id="codec-bitrate")
                     quality = gr.Radio(["default", "best"], value="default", elem_id="codec-quality",
                                        label="Decoding quality (best: more phase refinement, slower)",
-                                       visible=codec.vocoder is not None)
+                                       visible=isinstance(codec, SpectralCodec))
                     roundtrip = gr.Button("Compress and decode", variant="primary", elem_id="codec-run")
                 with gr.Column():
                     reconstruction = gr.Audio(label="Decoded from the .grvq stream", type="filepath",

@@ -18,6 +18,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from codec import SpectralCodec
 from generation.sampling import DEFAULT_CFG_COEF, DEFAULT_SAMPLING, SamplingParams
 from vocoder.audio import AudioError, load_audio, prepare_waveform, save_audio
 from vocoder.model import REFINE_BEST
@@ -319,7 +320,7 @@ class DemoHandlers:
         started = time.perf_counter()
         try:
             data = codec.compress(wav, sample_rate, num_codebooks=count)
-            refine = CODEC_QUALITY[quality] if codec.vocoder is not None else None
+            refine = CODEC_QUALITY[quality] if isinstance(codec, SpectralCodec) else None
             decoded, decoded_rate = codec.decompress(data, refine=refine)
         except ValueError as err:
             raise gr.Error(str(err)) from None

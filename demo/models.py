@@ -9,7 +9,7 @@ from typing import Callable, List, Optional, TypeVar, Union
 
 import torch
 
-from codec import Codec, CodecConfig
+from codec import Codec, SpectralCodecConfig
 from generation import AudioGen
 from vocoder.checkpoint import CheckpointError
 
@@ -31,7 +31,7 @@ class DemoModels:
     @classmethod
     def random(cls, seed: int = 0, device: Union[str, torch.device] = "cpu") -> "DemoModels":
         """Small seeded random-weight models (untrained: they make noise), sharing one codec."""
-        generator = AudioGen.random_init(codec_config=CodecConfig.small(), seed=seed).to(device)
+        generator = AudioGen.random_init(codec_config=SpectralCodecConfig.small(), seed=seed).to(device)
         source = f"random weights (seed {seed})"
         return cls(generator, generator.codec, source, source, generator_trained=False, codec_trained=False)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from codec import Codec, CodecConfig
+from codec import Codec, CodecConfig, SpectralCodecConfig
 from vocoder.audio import CORPUS_RMS_DB, ArrayLike, normalize_loudness, prepare_waveform
 from vocoder.checkpoint import (CheckpointError, push_checked_folder, resolve_pretrained, upload_model_folder,
                                write_model_card)
@@ -106,7 +106,7 @@ class AudioGen:
                     seed: int = 0) -> "AudioGen":
         """Random weights (default: :meth:`LMConfig.small`, default codec): runs every code path, makes noise."""
         with seeded(seed):
-            codec = Codec(codec_config or CodecConfig())
+            codec = Codec(codec_config or SpectralCodecConfig())
             lm_config = lm_config or LMConfig.small(num_codebooks=codec.num_codebooks, codebook_size=codec.codebook_size)
             return cls(AudioLanguageModel(lm_config), codec)
 

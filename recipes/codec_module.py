@@ -1,6 +1,7 @@
 """Codec recipe: GRVQ codec trained end to end against the shared discriminators.
 
-Config sections: ``model`` (:class:`~codec.CodecConfig` fields), ``loss``
+Config sections: ``model`` (``kind``, ``spectral`` by default or ``waveform``, and the fields of that
+design's config: :class:`~codec.SpectralCodecConfig` or :class:`~codec.WaveformCodecConfig`), ``loss``
 (:class:`~vocoder.losses.LossWeights`), ``discriminators``, ``data``, ``optim``, ``trainer``.
 """
 
@@ -12,29 +13,34 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from codec import Codec, CodecConfig
+from codec import Codec, SpectralCodec, SpectralCodecConfig, read_saved_codec
+from codec.config import codec_config_from_dict
 from codec.training import CodecLoss
 from vocoder import Vocoder
-from vocoder.checkpoint import config_from_dict, read_config
 
 from .audio_module import AudioGanModule
+from .config import RecipeConfigError
 
 
 class CodecModule(AudioGanModule):
-    """Lightning module training a :class:`~codec.Codec`."""
+    """Lightning module training a :class:`~codec.Codec` of either design."""
 
     def __init__(self, config: Dict[str, Any]) -> None:
-        codec_config = config_from_dict(CodecConfig, config["model"], "model")
-        if config["init"] and codec_config.kind == "spectral":
+        codec_config = codec_config_from_dict(config["model"], "model")
+        if config["init"] and isinstance(codec_config, SpectralCodecConfig):
             # A saved spectral codec holds its own vocoder (the shipped one is configured otherwise than
             # the recipe's default): build with that vocoder, so that warm start and resume both fit.
-            codec_config = replace(codec_config, vocoder=read_config(CodecConfig, config["init"], "Codec").vocoder)
+            _, saved, _ = read_saved_codec(Path(config["init"]))
+            if isinstance(saved, SpectralCodecConfig):
+                codec_config = replace(codec_config, vocoder=saved.vocoder)
+        if config["vocoder"] and not isinstance(codec_config, SpectralCodecConfig):
+            raise RecipeConfigError("'vocoder' applies to the spectral codec only: a waveform codec holds none")
         super().__init__(config, Codec(codec_config), codec_config.sample_rate)
-        self.loss = CodecLoss(codec_config, self.weights)
+        self.loss = CodecLoss.for_config(codec_config, self.weights)
         self.vocoder_dir = config["vocoder"]
-        if self.generator.vocoder is not None:
+        if isinstance(self.generator, SpectralCodec):
             self.generator.vocoder.requires_grad_(False)  # trained by its own recipe
-        self._load_vocoder()  # Codec.load_vocoder refuses a waveform codec
+        self._load_vocoder()
 
     def _load_vocoder(self) -> None:
         """Put the trained vocoder of ``vocoder: DIR`` (if given) into the codec, frozen."""
@@ -50,12 +56,12 @@ class CodecModule(AudioGanModule):
 
     def adversarial_active(self) -> bool:
         # The spectral codec trains on mel frames only (no waveform to judge): no discriminator steps.
-        return self.generator.vocoder is None and super().adversarial_active()
+        return self.generator.adversarial_training and super().adversarial_active()
 
-    def generator_loss(self, audio: torch.Tensor, adversarial: bool) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
+    def generator_loss(self, audio: torch.Tensor, adversarial: bool) -> Tuple[Optional[torch.Tensor], torch.Tensor, Dict[str, torch.Tensor]]:
         output = self.generator(audio, self._num_codebooks())
         result = self.loss(output, audio, self.discriminators if adversarial else None)
-        return output.audio, result.total, result.terms
+        return getattr(output, "audio", None), result.total, result.terms
 
     def _num_codebooks(self) -> Optional[int]:
         """A frozen quantizer (``optim.frozen``) runs in eval mode, where the library's quantizer

@@ -79,12 +79,19 @@ def apply_overrides(config: Dict[str, Any], overrides: Iterable[str]) -> Dict[st
 
 def load_recipe_config(task: str, path: Union[str, Path, None] = None, overrides: Iterable[str] = (),
                        smoke: bool = False) -> Dict[str, Any]:
-    """The task's default config, merged with ``path`` (if given), the smoke preset, then overrides."""
+    """The task's default config, merged with ``path`` (if given), the smoke preset (and its
+    ``model_by_kind`` entry for the model's ``kind``), then overrides."""
     config = load_yaml(CONFIG_DIR / f"{task}.yaml")
     if path is not None:
         config = merge(config, load_yaml(path))
     if smoke:
-        config = merge(config, load_yaml(CONFIG_DIR / f"{task}_smoke.yaml"))
+        preset = load_yaml(CONFIG_DIR / f"{task}_smoke.yaml")
+        by_kind = preset.pop("model_by_kind", None)  # the codec designs' configs have different fields
+        config = merge(config, preset)
+        if by_kind:
+            from codec.config import DEFAULT_KIND
+            kind = (config.get("model") or {}).get("kind", DEFAULT_KIND)
+            config = merge(config, {"model": by_kind.get(kind) or {}})
     return validate_recipe_config(task, apply_overrides(config, overrides))
 
 

@@ -255,8 +255,8 @@ def model_sample_rate(task: str, config: Dict[str, Any]) -> int:
     from vocoder.checkpoint import config_from_dict
 
     if task == "codec":
-        from codec import CodecConfig
-        return config_from_dict(CodecConfig, config["model"], "model").sample_rate
+        from codec.config import codec_config_from_dict
+        return codec_config_from_dict(config["model"]).sample_rate
     from vocoder import VocoderConfig
     return config_from_dict(VocoderConfig, config["model"], "model").mel.sample_rate
 

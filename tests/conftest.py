@@ -36,10 +36,10 @@ def make_corpus(root: Path, clips: int = 6, seconds: float = 1.0, sample_rate: i
 @pytest.fixture(scope="session")
 def tiny_codec():
     """A seeded tiny waveform codec in eval mode (shared by the bitstream and fuzz tests)."""
-    from codec import Codec, CodecConfig
+    from codec import Codec, WaveformCodecConfig
 
     torch.manual_seed(0)
-    return Codec(CodecConfig.tiny(kind="waveform")).eval()
+    return Codec(WaveformCodecConfig.tiny()).eval()
 
 
 @pytest.fixture(scope="session")

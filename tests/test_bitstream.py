@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec import BitstreamError, Codec, CodecConfig, QuantizerConfig
+from codec import BitstreamError, Codec, QuantizerConfig, WaveformCodecConfig
 from codec.bitstream import HEADER_BYTES, StreamHeader, pack, pack_codes, read_header, unpack, unpack_codes
 
 SR = 16_000
@@ -143,13 +143,13 @@ def test_codes_out_of_range_are_rejected():
 
 def test_stream_from_another_model(stream):
     torch.manual_seed(1)
-    other = Codec(CodecConfig.tiny(kind="waveform")).eval()
+    other = Codec(WaveformCodecConfig.tiny()).eval()
     with pytest.raises(BitstreamError, match="different model"):
         other.decompress(stream)
 
 
 def test_stream_for_another_architecture(stream):
-    other = Codec(CodecConfig.tiny(kind="waveform", quantizer=QuantizerConfig(codebook_size=128))).eval()
+    other = Codec(WaveformCodecConfig.tiny(quantizer=QuantizerConfig(codebook_size=128))).eval()
     with pytest.raises(BitstreamError, match="codebook size"):
         other.decompress(stream)
 

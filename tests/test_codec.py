@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from codec import ChunkConfig, Codec, CodecConfig, CodecOutput
-from codec.training import CodecLoss
+from codec import ChunkConfig, Codec, CodecConfig, WaveformCodec, WaveformCodecConfig, WaveformCodecOutput
+from codec.training import CodecLoss, WaveformCodecLoss
 from vocoder.audio import AudioError
 from vocoder.checkpoint import CheckpointError
 from vocoder.discriminators import DiscriminatorConfig, Discriminators
@@ -39,7 +39,7 @@ def initialised(config: CodecConfig, seed: int = 0) -> Codec:
 
 @pytest.fixture(scope="module")
 def model() -> Codec:
-    return initialised(CodecConfig.tiny(kind="waveform"))
+    return initialised(WaveformCodecConfig.tiny())
 
 
 def frames_for(samples: int, hop: int = 320) -> int:
@@ -51,14 +51,16 @@ def frames_for(samples: int, hop: int = 320) -> int:
 
 def test_config_validation_and_properties():
     with pytest.raises(ValueError, match="divisible"):
-        CodecConfig(latent_dim=255)
+        WaveformCodecConfig(latent_dim=255)
     with pytest.raises(ValueError, match="multiple of the hop"):
-        CodecConfig(n_fft=1000)
+        WaveformCodecConfig(n_fft=1000)
     with pytest.raises(ValueError, match="decoder"):
-        CodecConfig(decoder="wavenet")
-    config = CodecConfig.waveform()
+        WaveformCodecConfig(decoder="wavenet")
+    with pytest.raises(TypeError, match="base"):
+        CodecConfig()
+    config = WaveformCodecConfig()
     assert (config.hop_length, config.frame_rate) == (320, 50.0)
-    c24 = CodecConfig.for_24khz()
+    c24 = WaveformCodecConfig.for_24khz()
     assert (c24.sample_rate, c24.hop_length, c24.frame_rate, c24.n_fft) == (24_000, 240, 100.0, 960)
 
 
@@ -66,7 +68,7 @@ def test_model_properties(model):
     assert (model.sample_rate, model.frame_rate, model.num_codebooks, model.codebook_size) == (SR, 50.0, 4, 64)
     assert model.bitrate == 50 * 4 * 6  # 64 entries -> 6 bits per code
     assert model.bitrate_for(2) == 50 * 2 * 6
-    full = Codec(CodecConfig.tiny(kind="waveform", quantizer=replace(CodecConfig.tiny(kind="waveform").quantizer, codebook_size=1024)))
+    full = Codec(WaveformCodecConfig.tiny(quantizer=replace(WaveformCodecConfig.tiny().quantizer, codebook_size=1024)))
     assert full.bitrate == 2000.0  # HiFi-Codec's 2 kbps at 4 x 1024, 50 Hz
 
 
@@ -205,7 +207,7 @@ def test_decompress_resampled_input_has_input_duration(model):
 
 @pytest.mark.parametrize("decoder", ["frame", "conv"])
 def test_chunked_processing_matches_whole_signal(decoder):
-    whole = initialised(CodecConfig.tiny(kind="waveform", decoder=decoder))
+    whole = initialised(WaveformCodecConfig.tiny(decoder=decoder))
     chunked = Codec(replace(whole.config, chunking=ChunkConfig(frames=13))).eval()
     chunked.load_state_dict(whole.state_dict())
     assert chunked.fingerprint() == whole.fingerprint()  # chunking does not change what codes mean
@@ -235,7 +237,7 @@ def _receptive_field(net: torch.nn.Module, channels: int, frames: int, scale: in
 def test_default_chunk_context_covers_receptive_field(decoder):
     """Chunked processing is exact when the context is at least the receptive field."""
     torch.manual_seed(0)
-    model = Codec(CodecConfig.waveform(decoder=decoder))
+    model = Codec(WaveformCodecConfig(decoder=decoder))
     chunking, hop = model.config.chunking, model.hop_length
     assert _receptive_field(model.encoder, 1, 64, hop) <= chunking.encode_context
     assert _receptive_field(model.decoder, model.config.latent_dim, 96, 1) <= chunking.decode_context
@@ -256,7 +258,7 @@ def test_progress_bar_on_long_inputs(model, capsys):
 def test_inference_never_changes_the_model():
     """k-means initialisation is pending on an untrained model; inference must not trigger it."""
     torch.manual_seed(0)
-    model = Codec(CodecConfig.tiny(kind="waveform"))
+    model = Codec(WaveformCodecConfig.tiny())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()  # encode/decode switch to eval and back
     model.decode(model.encode(signal(0.5), SR))
@@ -267,17 +269,17 @@ def test_inference_never_changes_the_model():
 
 def test_seeded_construction_is_deterministic():
     torch.manual_seed(0)
-    a = Codec(CodecConfig.tiny(kind="waveform"))
+    a = Codec(WaveformCodecConfig.tiny())
     torch.manual_seed(0)
-    b = Codec(CodecConfig.tiny(kind="waveform"))
+    b = Codec(WaveformCodecConfig.tiny())
     assert a.fingerprint() == b.fingerprint()
     torch.manual_seed(1)
-    assert Codec(CodecConfig.tiny(kind="waveform")).fingerprint() != a.fingerprint()
+    assert Codec(WaveformCodecConfig.tiny()).fingerprint() != a.fingerprint()
 
 
 def test_24khz_configuration():
-    tiny = CodecConfig.tiny(kind="waveform")
-    model = initialised(CodecConfig.for_24khz(latent_dim=tiny.latent_dim, encoder_filters=tiny.encoder_filters,
+    tiny = WaveformCodecConfig.tiny()
+    model = initialised(WaveformCodecConfig.for_24khz(latent_dim=tiny.latent_dim, encoder_filters=tiny.encoder_filters,
                                               backbone=tiny.backbone, quantizer=tiny.quantizer))
     assert (model.sample_rate, model.hop_length, model.frame_rate) == (24_000, 240, 100.0)
     wav = signal(1.0, 24_000)
@@ -290,7 +292,7 @@ def test_24khz_configuration():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_round_trip(model):
     cpu_audio = model.decode(model.encode(signal(1.0), SR))
-    gpu = initialised(CodecConfig.tiny(kind="waveform")).cuda()
+    gpu = initialised(WaveformCodecConfig.tiny()).cuda()
     codes = gpu.encode(signal(1.0), SR)
     assert codes.device.type == "cuda"
     audio, _ = gpu.decompress(gpu.compress(signal(1.0), SR))
@@ -332,7 +334,7 @@ def test_checkpoint_errors(model, tmp_path, monkeypatch):
 
 def test_weights_of_another_architecture_do_not_load(model, tmp_path):
     frame_dir = model.save_pretrained(tmp_path / "frame")
-    conv_dir = Codec(CodecConfig.tiny(kind="waveform", decoder="conv")).save_pretrained(tmp_path / "conv")
+    conv_dir = Codec(WaveformCodecConfig.tiny(decoder="conv")).save_pretrained(tmp_path / "conv")
     (frame_dir / "model.safetensors").write_bytes((conv_dir / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match="does not match"):
         Codec.from_pretrained(frame_dir)
@@ -343,10 +345,10 @@ def test_weights_of_another_architecture_do_not_load(model, tmp_path):
 
 def test_training_mode_forward():
     torch.manual_seed(0)
-    model = Codec(CodecConfig.tiny(kind="waveform")).train()
+    model = Codec(WaveformCodecConfig.tiny()).train()
     wav = signal(1.01)[None]  # not a multiple of the hop
     out = model(wav)
-    assert isinstance(out, CodecOutput)
+    assert isinstance(model, WaveformCodec) and isinstance(out, WaveformCodecOutput)
     assert out.audio.shape == wav.shape and out.codes.shape == (1, 4, frames_for(wav.shape[-1]))
     assert out.quantizer_loss.dim() == 0 and out.spectrum is not None
     with pytest.raises(ValueError, match="quantizer dropout"):
@@ -366,8 +368,9 @@ def test_training_mode_forward():
 @pytest.mark.parametrize("decoder, adversarial", [("frame", True), ("conv", False)])
 def test_gan_training_step_stays_finite(decoder, adversarial):
     torch.manual_seed(0)
-    model = Codec(CodecConfig.tiny(kind="waveform", decoder=decoder)).train()
-    loss_fn = CodecLoss(model.config)
+    model = Codec(WaveformCodecConfig.tiny(decoder=decoder)).train()
+    loss_fn = CodecLoss.for_config(model.config)
+    assert isinstance(loss_fn, WaveformCodecLoss)
     discriminators = Discriminators(DiscriminatorConfig(periods=(2, 3), period_channels=(4, 8), scales=1,
                                                         scale_channels=(4, 8), stft_filters=4))
     gen_opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.8, 0.99))

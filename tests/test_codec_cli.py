@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec import Codec, CodecConfig
+from codec import Codec, WaveformCodecConfig
 from codec.cli import main
 
 
@@ -35,9 +35,9 @@ def assert_one_error_line(stderr: str) -> None:
 def files(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("cli")
     torch.manual_seed(0)
-    Codec(CodecConfig.tiny(kind="waveform")).save_pretrained(root / "model")
+    Codec(WaveformCodecConfig.tiny()).save_pretrained(root / "model")
     torch.manual_seed(1)
-    Codec(CodecConfig.tiny(kind="waveform")).save_pretrained(root / "other_model")
+    Codec(WaveformCodecConfig.tiny()).save_pretrained(root / "other_model")
     rng = np.random.default_rng(0)
     t = np.arange(int(1.3 * 22_050)) / 22_050
     stereo = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.05 * rng.standard_normal(t.size)], axis=1)

@@ -6,11 +6,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from codec import Codec, CodecConfig
+from codec import Codec, SpectralCodec, SpectralCodecConfig, SpectralCodecOutput, WaveformCodecConfig
 from codec.bitstream import BitstreamError
 from codec.config import ChunkConfig
 from codec.spectral import SpectralConfig
-from codec.training import CodecLoss
+from codec.training import CodecLoss, SpectralCodecLoss
 from vocoder import MelConfig, Vocoder, VocoderConfig
 from vocoder.losses import LossWeights, spectral_convergence
 
@@ -28,32 +28,33 @@ def speechlike(seconds: float, batch: int = 1) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return Codec(CodecConfig.tiny(kind="spectral")).eval()
+    return Codec(SpectralCodecConfig.tiny()).eval()
 
 
 def test_framing_and_bitrates(model):
     assert model.hop_length == 320 and model.frame_rate == 50
     assert model.allowed_num_codebooks == [2, 4]
     assert model.bitrate_for(2) == 50 * 2 * 6  # 50 frames/s x 2 codebooks x 6 bits (tiny codebooks of 64)
-    assert model.vocoder is not None
+    assert isinstance(model, SpectralCodec) and model.vocoder is not None
 
 
 def test_default_spectral_config_is_2_kbps():
-    config = CodecConfig.spectral_default()
-    assert config.kind == "spectral" and config.hop_length == 320
+    config = SpectralCodecConfig()
+    assert config.sample_rate == 16_000 and config.hop_length == 320
     assert config.frame_rate * config.quantizer.num_codebooks * config.quantizer.bits_per_code == 2000
 
 
 def test_training_forward_returns_mels_and_the_loss_trains(model):
     torch.manual_seed(0)
-    trainee = Codec(CodecConfig.tiny(kind="spectral")).train()
+    trainee = Codec(SpectralCodecConfig.tiny()).train()
     wav = speechlike(0.5, batch=4)
-    loss_fn = CodecLoss(trainee.config, LossWeights(mel=1.0, quantizer=1.0))
+    loss_fn = CodecLoss.for_config(trainee.config, LossWeights(mel=1.0, quantizer=1.0))
+    assert isinstance(loss_fn, SpectralCodecLoss)
     optimizer = torch.optim.AdamW(trainee.parameters(), lr=3e-3)
     losses = []
     for _ in range(12):
         output = trainee(wav)
-        assert output.audio is None and output.mel.shape == output.target_mel.shape == (4, 80, 50)
+        assert isinstance(output, SpectralCodecOutput) and output.mel.shape == output.target_mel.shape == (4, 80, 50)
         result = loss_fn(output, wav)
         assert set(result.terms) == {"mel", "quantizer"}
         optimizer.zero_grad()
@@ -68,9 +69,9 @@ def test_linear_mel_term_rewards_the_level_that_log_mel_l1_ignores():
     quieter = target - 0.7  # a blurred log-mel is quieter once exponentiated: L1 sees a constant shift
     assert float(spectral_convergence(target.exp(), target.exp())) == 0.0
     assert float(spectral_convergence(quieter.exp(), target.exp())) == pytest.approx(1 - math.exp(-0.7), rel=1e-4)
-    trainee = Codec(CodecConfig.tiny(kind="spectral")).train()
+    trainee = Codec(SpectralCodecConfig.tiny()).train()
     wav = speechlike(0.5, batch=2)
-    terms = CodecLoss(trainee.config, LossWeights(mel=1.0, quantizer=1.0, linear_mel=2.0))(trainee(wav), wav).terms
+    terms = SpectralCodecLoss(LossWeights(mel=1.0, quantizer=1.0, linear_mel=2.0))(trainee(wav), wav).terms
     assert set(terms) == {"mel", "quantizer", "linear_mel"} and float(terms["linear_mel"]) > 0
 
 
@@ -93,7 +94,7 @@ def test_refine_setting(model):
     assert plain.shape == refined.shape and not torch.equal(plain, refined)
     with pytest.raises(ValueError, match="refine"):
         model.decode(codes, refine=-1)
-    waveform_codec = Codec(CodecConfig.tiny(kind="waveform"))
+    waveform_codec = Codec(WaveformCodecConfig.tiny())
     with pytest.raises(ValueError, match="spectral codec only"):
         waveform_codec.decode(waveform_codec.encode(speechlike(0.2), SR), refine=2)
 
@@ -122,8 +123,7 @@ def test_load_vocoder_copies_weights_and_checks_the_config(model):
     assert torch.isfinite(codec.decode(codec.encode(speechlike(0.3), SR))).all()
     with pytest.raises(ValueError, match="mel analysis"):
         codec.load_vocoder(Vocoder(VocoderConfig(mel=MelConfig(n_mels=64))))
-    with pytest.raises(ValueError, match="spectral"):
-        Codec(CodecConfig.tiny(kind="waveform")).load_vocoder(vocoder)
+    assert not hasattr(Codec(WaveformCodecConfig.tiny()), "load_vocoder")  # a waveform codec holds no vocoder
 
 
 def test_save_load_round_trip_and_fingerprint(model, tmp_path):
@@ -131,15 +131,15 @@ def test_save_load_round_trip_and_fingerprint(model, tmp_path):
     loaded = Codec.from_pretrained(tmp_path / "m")
     assert loaded.config == model.config
     data = loaded.compress(speechlike(0.3), SR)
-    other = Codec(CodecConfig.tiny(kind="waveform"))
+    other = Codec(WaveformCodecConfig.tiny())
     with pytest.raises(BitstreamError):
         other.decompress(data)
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="kind"):
-        CodecConfig(kind="mel")
     with pytest.raises(ValueError, match="even"):
         SpectralConfig(downsample=3)
-    with pytest.raises(ValueError, match="sample rate"):
-        CodecConfig(kind="spectral", sample_rate=24_000)
+    with pytest.raises(ValueError, match="divisible"):
+        SpectralCodecConfig(latent_dim=255)
+    with pytest.raises(TypeError, match="SpectralCodec takes a SpectralCodecConfig"):
+        SpectralCodec(WaveformCodecConfig.tiny())

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec import Codec, CodecConfig
+from codec import Codec, WaveformCodecConfig
 from generation import AudioGen
 from recipes.config import RecipeConfigError, load_recipe_config
 from vocoder import AudioError, Vocoder, VocoderConfig, load_audio, prepare_waveform
@@ -81,7 +81,7 @@ def test_soundfile_layouts_are_read_correctly(tmp_path):
         batch = as_batch(data)
         assert batch.shape[-1] == 16_000 and batch.shape[1] in (1, 8)
         assert torch.allclose(batch.mean(1)[0], torch.from_numpy(tone), atol=1e-4)
-    codec = Codec(CodecConfig.tiny(kind="waveform"))
+    codec = Codec(WaveformCodecConfig.tiny())
     assert codec.encode(eight, 16_000).shape[-1] == 50  # 1 s at 50 frames/s, not one frame
 
 
@@ -196,7 +196,7 @@ def test_numpy_inputs_are_accepted(vocoder):
     assert torch.equal(vocoder.decode(mel.numpy(), refine=0), vocoder.decode(mel, refine=0))
     with pytest.raises(ValueError, match="floating-point"):
         vocoder.decode(np.zeros((80, 4), dtype=np.int64))
-    gen = AudioGen.random_init(codec_config=CodecConfig.tiny(kind="waveform"))
+    gen = AudioGen.random_init(codec_config=WaveformCodecConfig.tiny())
     prompt = np.zeros((1, gen.codec.num_codebooks, 5), dtype=np.int64)
     tokens = gen.generate_continuation_tokens(prompt, ["a bell"], duration=np.float32(0.2), seed=0)
     assert tokens.shape[-1] == 10 and torch.equal(tokens[..., :5], torch.zeros(1, gen.codec.num_codebooks, 5).long())

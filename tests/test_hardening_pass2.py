@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from codec import BitstreamError, Codec, CodecConfig, bitstream
-from codec.config import ChunkConfig, QuantizerConfig
+from codec import (BitstreamError, Codec, CodecConfig, SpectralCodec, SpectralCodecConfig, WaveformCodecConfig, bitstream,
+                   read_saved_codec)
+from codec.config import ChunkConfig, QuantizerConfig, codec_config_from_dict
 from generation import AudioGen, AudioLanguageModel, SamplingParams
 from generation.audiogen import CODEC_REFERENCE, check_codec_reference
 from recipes.config import CONFIG_DIR, load_recipe_config
@@ -55,7 +56,7 @@ def test_every_codec_recipe_reseeds_only_entries_almost_never_used():
     assert QuantizerConfig().dead_code_threshold == 0.1
     for recipe in (None, CONFIG_DIR / "codec_spectral.yaml", CONFIG_DIR / "codec_waveform.yaml"):
         model = load_recipe_config("codec", recipe)["model"]
-        assert config_from_dict(CodecConfig, model).quantizer.dead_code_threshold == 0.1
+        assert codec_config_from_dict(model).quantizer.dead_code_threshold == 0.1
 
 
 # ------------------------------------------------------------------ defaults are the shipped models
@@ -74,17 +75,17 @@ def architecture(config: CodecConfig) -> dict:
 
 
 def test_default_configs_are_the_shipped_models():
-    shipped_codec = read_config(CodecConfig, Codec.default_pretrained, "Codec")
-    assert architecture(CodecConfig()) == architecture(shipped_codec)
-    assert CodecConfig().quantizer.quantize_dropout is False  # as the shipped codec was trained
-    assert CodecConfig.spectral_default() == CodecConfig()
+    design, shipped_codec, legacy = read_saved_codec(Codec.default_pretrained)
+    assert design is SpectralCodec and legacy is None  # the flat config.json's unused fields are the defaults
+    assert architecture(SpectralCodecConfig()) == architecture(shipped_codec)
+    assert SpectralCodecConfig().quantizer.quantize_dropout is False  # as the shipped codec was trained
     assert VocoderConfig() == read_config(VocoderConfig, Vocoder.default_pretrained, "Vocoder")
-    assert CodecConfig().vocoder == VocoderConfig()
+    assert SpectralCodecConfig().vocoder == VocoderConfig()
     # The recipes' defaults build them too, and the waveform design is one named preset away.
-    assert config_from_dict(CodecConfig, load_recipe_config("codec")["model"]) == CodecConfig()
+    assert codec_config_from_dict(load_recipe_config("codec")["model"]) == SpectralCodecConfig()
     assert config_from_dict(VocoderConfig, load_recipe_config("vocoder")["model"]) == VocoderConfig()
-    waveform = config_from_dict(CodecConfig, load_recipe_config("codec", CONFIG_DIR / "codec_waveform.yaml")["model"])
-    assert waveform == CodecConfig.waveform() and waveform.kind == "waveform" and waveform.quantizer.quantize_dropout
+    waveform = codec_config_from_dict(load_recipe_config("codec", CONFIG_DIR / "codec_waveform.yaml")["model"])
+    assert waveform == WaveformCodecConfig() and waveform.quantizer.quantize_dropout
     # codec_spectral.yaml, which users' commands name, is the default but for its output folder.
     named = load_recipe_config("codec", CONFIG_DIR / "codec_spectral.yaml")
     assert {**named, "output": None} == {**load_recipe_config("codec"), "output": None}
@@ -93,7 +94,7 @@ def test_default_configs_are_the_shipped_models():
 @pytest.mark.parametrize("kind", ["spectral", "waveform"])
 def test_the_smoke_recipe_is_tiny_for_both_designs(kind):
     extra = CONFIG_DIR / "codec_waveform.yaml" if kind == "waveform" else None
-    config = config_from_dict(CodecConfig, load_recipe_config("codec", extra, smoke=True)["model"])
+    config = codec_config_from_dict(load_recipe_config("codec", extra, smoke=True)["model"])
     assert config.kind == kind
     assert sum(p.numel() for p in Codec(config).parameters()) < 300_000
 
@@ -111,7 +112,7 @@ def copy_of(model: Codec, config: CodecConfig) -> Codec:
 @pytest.fixture(scope="module")
 def spectral() -> Codec:
     torch.manual_seed(0)
-    return Codec(CodecConfig.tiny(kind="spectral")).eval()
+    return Codec(SpectralCodecConfig.tiny()).eval()
 
 
 def test_training_only_settings_and_the_vocoder_leave_the_fingerprint_alone(spectral):
@@ -136,7 +137,7 @@ def test_what_makes_the_codes_changes_the_fingerprint(spectral):
 
 def earlier_fingerprint(model: Codec) -> bytes:
     """The fingerprint's earlier form: the whole config less chunking, then the codebooks."""
-    arch = config_to_dict(model.config)
+    arch = model.flat_config()
     arch.pop("chunking")
     return model._digest(arch)
 
@@ -244,7 +245,7 @@ def test_library_cli_and_demo_return_the_same_level(tmp_path):
 @pytest.mark.parametrize("bias, what", [(30.0, "outside"), (float("nan"), "NaN")])
 def test_a_failed_codec_decode_speaks_of_codes_not_of_mels(bias, what):
     torch.manual_seed(0)
-    codec = Codec(CodecConfig.tiny(kind="spectral")).eval()
+    codec = Codec(SpectralCodecConfig.tiny()).eval()
     codes = torch.zeros(1, 4, 3, dtype=torch.long)
     with torch.no_grad():
         codec.decoder.project.bias.fill_(bias)  # damaged weights: the decoded mel is out of range or NaN
@@ -257,7 +258,7 @@ def test_a_failed_codec_decode_speaks_of_codes_not_of_mels(bias, what):
 
 
 def test_a_failed_waveform_codec_decode_speaks_of_codes():
-    codec = Codec(CodecConfig.tiny(kind="waveform")).eval()
+    codec = Codec(WaveformCodecConfig.tiny()).eval()
     with torch.no_grad():
         for parameter in codec.decoder.parameters():
             parameter.fill_(float("nan"))

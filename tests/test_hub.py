@@ -3,6 +3,7 @@
 is captured by replacing ``HfApi``'s calls that would reach the Hub."""
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 
-from codec import Codec, CodecConfig
+from codec import Codec, SpectralCodecConfig
 from generation import AudioGen, AudioLanguageModel
 from generation.audiogen import DEFAULT_PRETRAINED as SHIPPED_AUDIOGEN
 from generation.vocabulary import read_vocabulary
@@ -58,7 +59,7 @@ def cache_snapshot(cache: Path, repo_id: str, folder: Path, commit: str, refs: S
 def build(cls, seed: int):
     """A small seeded model of ``cls``."""
     torch.manual_seed(seed)
-    config = TINY_CODEC if cls is Codec else CodecConfig.tiny(kind="spectral").vocoder
+    config = TINY_CODEC if cls is Codec else SpectralCodecConfig.tiny().vocoder
     return cls(config).eval()
 
 
@@ -145,14 +146,15 @@ def break_config(folder: Path) -> None:
 
 
 def swap_class(folder: Path) -> None:
-    (folder / "config.json").write_text((folder / "config.json").read_text().replace('"Codec"', '"Vocoder"', 1))
+    payload = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**payload, "class": "Vocoder"}))
 
 
 @pytest.mark.parametrize("damage, message", [
     (corrupt_weights, "is not a valid safetensors file"),
     (drop_weights, "model.safetensors not found"),
     (break_config, "is not valid JSON"),
-    (swap_class, "holds a 'Vocoder' model, expected 'Codec'"),
+    (swap_class, "holds a 'Vocoder' model, expected a codec"),
 ])
 def test_a_downloaded_folder_fails_the_same_checks_as_a_local_one(hub_cache, tmp_path, damage, message):
     folder = build(Codec, 0).save_pretrained(tmp_path / "m")
@@ -254,7 +256,7 @@ def test_nothing_is_published_from_a_folder_that_fails_the_checks(uploads, tmp_p
     with pytest.raises(CheckpointError, match="no model card"):
         Codec.push_folder_to_hub(folder, "user/model")
     (folder / "MODEL_CARD.md").write_text("# card\n")
-    with pytest.raises(CheckpointError, match="holds a 'Codec' model, expected 'Vocoder'"):
+    with pytest.raises(CheckpointError, match="holds a 'WaveformCodec' model, expected 'Vocoder'"):
         Vocoder.push_folder_to_hub(folder, "user/model")
     with pytest.raises(CheckpointError, match="not a Hugging Face Hub model id"):
         Codec.push_folder_to_hub(folder, "no-namespace")

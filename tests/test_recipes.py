@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from codec import Codec
+from codec import Codec, SpectralCodec, SpectralCodecConfig
 from generation import AudioGen
 from recipes.config import RecipeConfigError, apply_overrides, load_recipe_config
 from recipes.lm_module import learning_rate_factor
@@ -225,13 +225,13 @@ def train_spectral_codec(tiny_corpus: Path, output: Path, *overrides: str) -> su
 
 
 def test_spectral_codec_recipe_with_a_trained_vocoder(tiny_corpus, tmp_path):
-    vocoder = Vocoder(Codec(Codec.config_class.tiny(kind="spectral")).config.vocoder)
+    vocoder = Vocoder(SpectralCodecConfig.tiny().vocoder)
     vocoder.save_pretrained(tmp_path / "vocoder")
     proc = train_spectral_codec(tiny_corpus, tmp_path / "run", f"vocoder={tmp_path / 'vocoder'}",
                                 "model.vocoder.backbone={kind: convnext, dim: 32, intermediate_dim: 64, num_layers: 2}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     codec = Codec.from_pretrained(tmp_path / "run" / "best")
-    assert codec.config.kind == "spectral"
+    assert isinstance(codec, SpectralCodec)
     # The trained vocoder was loaded into the codec and kept frozen.
     for name, value in vocoder.state_dict().items():
         assert torch.allclose(codec.vocoder.state_dict()[name], value)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codec import Codec, CodecConfig
+from codec import Codec, SpectralCodecConfig
 from generation import AudioGen
 from generation.vocabulary import VOCABULARY_FILE, Vocabulary, read_vocabulary, write_vocabulary
 from recipes import coverage
@@ -132,7 +132,7 @@ def test_a_token_folder_without_a_vocabulary_gives_its_index_captions(tmp_path):
 def tokens(tiny_corpus, tmp_path_factory) -> Path:
     """Tokens of the tiny corpus by a random tiny codec, as the recipe extracts them (mixed copies too)."""
     root = tmp_path_factory.mktemp("tokens")
-    Codec(CodecConfig.tiny()).save_pretrained(root / "codec")
+    Codec(SpectralCodecConfig.tiny()).save_pretrained(root / "codec")
     assert extract_tokens(["--codec", str(root / "codec"), "--manifest", str(tiny_corpus), "--out", str(root / "tokens"),
                            "--max-seconds", "0.5", "--mix-copies", "1", "--accelerator", "cpu"]) == 0
     return root

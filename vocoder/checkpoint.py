@@ -42,7 +42,8 @@ def config_to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
+def coerce_value(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` (JSON data) as type ``annotation`` (a dataclass config, tuple, scalar ...), or a :class:`CheckpointError`."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
@@ -54,7 +55,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         for arg in args:
             if arg is not type(None):
                 try:
-                    return _coerce(value, arg, where)
+                    return coerce_value(value, arg, where)
                 except CheckpointError as err:
                     errors.append(err)
         raise errors[-1]
@@ -62,7 +63,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise CheckpointError(f"{where}: expected a list, got {value!r}")
         inner = args[0] if args else Any
-        items = [_coerce(v, inner, where) for v in value]
+        items = [coerce_value(v, inner, where) for v in value]
         return tuple(items) if origin is tuple else items
     if origin is dict and not isinstance(value, dict):
         raise CheckpointError(f"{where}: expected a mapping, got {value!r}")
@@ -90,15 +91,17 @@ def config_from_dict(cls: type[C], data: dict, where: str = "config") -> C:
     if unknown:
         raise CheckpointError(f"{where}: unknown {cls.__name__} fields {unknown}")
     hints = typing.get_type_hints(cls)
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    kwargs = {k: coerce_value(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{where}: invalid {cls.__name__}: {err}") from None
 
 
-def save_state(module: nn.Module, config: Any, directory: Union[str, Path], half: bool = False) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` (optionally float16) into ``directory``."""
+def save_state(module: nn.Module, config: Any, directory: Union[str, Path], half: bool = False,
+               extra: Optional[Dict[str, Any]] = None) -> Path:
+    """Write ``config.json`` (with the ``extra`` entries beside ``class`` and ``config``) and
+    ``model.safetensors`` (optionally float16) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {}
@@ -107,14 +110,14 @@ def save_state(module: nn.Module, config: Any, directory: Union[str, Path], half
         if half and tensor.is_floating_point():
             tensor = tensor.half()
         state[name] = tensor
-    payload = {"class": type(module).__name__, "config": config_to_dict(config)}
+    payload = {"class": type(module).__name__, "config": config_to_dict(config), **(extra or {})}
     (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n")
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
     return directory
 
 
-def read_config(cls: type[C], directory: Union[str, Path], expect_class: str) -> C:
-    """Parse ``config.json`` of a model directory into ``cls``."""
+def read_payload(directory: Union[str, Path]) -> Dict[str, Any]:
+    """The JSON object of ``config.json`` in a model directory (with ``class`` and ``config`` entries)."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{path} not found: not a model directory")
@@ -124,9 +127,16 @@ def read_config(cls: type[C], directory: Union[str, Path], expect_class: str) ->
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(payload, dict) or "config" not in payload:
         raise CheckpointError(f"{path} has no 'config' entry")
+    return payload
+
+
+def read_config(cls: type[C], directory: Union[str, Path], expect_class: str) -> C:
+    """Parse ``config.json`` of a model directory into ``cls``."""
+    payload = read_payload(directory)
     if payload.get("class") != expect_class:
-        raise CheckpointError(f"{path} holds a {payload.get('class')!r} model, expected {expect_class!r}")
-    return config_from_dict(cls, payload["config"], where=str(path))
+        raise CheckpointError(f"{Path(directory) / CONFIG_NAME} holds a {payload.get('class')!r} model, "
+                              f"expected {expect_class!r}")
+    return config_from_dict(cls, payload["config"], where=str(Path(directory) / CONFIG_NAME))
 
 
 def load_state(module: nn.Module, directory: Union[str, Path]) -> nn.Module:
@@ -340,10 +350,14 @@ class Pretrained:
         directory = resolve_pretrained(path, revision, MODEL_FILES)
         if not directory.is_dir():
             raise CheckpointError(f"{path} is not a directory")
-        config = read_config(cls.config_class, directory, cls.__name__)
-        model = cls(config)  # type: ignore[call-arg]
+        model = cls.build_saved(directory)
         load_state(model, directory)  # type: ignore[arg-type]
         return model.to(device).eval()  # type: ignore[attr-defined]
+
+    @classmethod
+    def build_saved(cls, directory: Path):
+        """A model with the architecture ``config.json`` of ``directory`` names (weights not loaded yet)."""
+        return cls(read_config(cls.config_class, directory, cls.__name__))  # type: ignore[call-arg]
 
     def push_to_hub(self, repo_id: str, card: Optional[Union[str, Path]] = None, *, revision: Optional[str] = None,
                     private: Optional[bool] = None, token: Optional[str] = None,
