@@ -41,8 +41,7 @@ class QuantizerConfig:
     # Re-seed only entries almost never used: 2 re-seeds much of each codebook every step (codec model card).
     dead_code_threshold: float = 0.1
     commitment_weight: float = 0.25
-    # Off as the spectral codec ships (dropout collapses its encoder onto the first level: codec model
-    # card); the waveform design turns it on (WaveformCodecConfig).
+    # Off as the spectral codec ships (it collapses that encoder onto the first level: codec model card).
     quantize_dropout: bool = False
 
     def __post_init__(self) -> None:

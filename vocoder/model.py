@@ -87,8 +87,7 @@ class VocoderConfig:
     n_fft: int = 640
     win_length: int = 640
     amplitude_prior: bool = True
-    # False (as shipped): the amplitude is the prior itself, nothing learned; on held-out speech the
-    # prior beat a CPU-trained correction (vocoder model card).
+    # False (as shipped): the amplitude is the prior itself, nothing learned (vocoder model card, "Decisions").
     learned_amplitude: bool = False
 
     def __post_init__(self) -> None:
