@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchmetrics import MeanMetric
 
 from vocoder.checkpoint import config_from_dict, config_to_dict
@@ -32,13 +32,17 @@ from vocoder.metrics import (SPEECH_METRIC_PACKAGES, MetricUnavailable, mel_dist
 from .augment import AugmentConfig, AugmentedDataset, draw_speed
 from .config import RecipeConfigError
 from .data import AudioSegmentDataset, ManifestError
+from .sampling import ResumableBatches, ResumableDataModule, ResumableLoader, bucketing_sampler
 
 DISCRIMINATOR_WEIGHTS = "discriminators.safetensors"
 DISCRIMINATOR_CONFIG = "discriminators.json"
 
 
-class AudioDataModule(L.LightningDataModule):
+class AudioDataModule(ResumableDataModule):
     """Fixed-length crops of a corpus manifest: random crops for training, fixed ones for validation.
+
+    Training batches are drawn by Lhotse's sampler (:mod:`recipes.sampling`: one bucket, since every
+    crop has the same length; a seeded shuffle per epoch; sharded by rank) and resume mid-epoch exactly.
 
     ``exclude`` drops recordings from training by recording-id prefix (a source name, or
     ``source/folder``); validation reads ``valid_manifest`` (default: the training manifest), split
@@ -62,8 +66,9 @@ class AudioDataModule(L.LightningDataModule):
 
     def setup(self, stage: Optional[str] = None) -> None:
         speed = partial(draw_speed, self.augment) if self.augment.enabled and self.augment.speed_p > 0 else None
-        self.train_set = AudioSegmentDataset(self.manifest, "train", self.segment_seconds, self.sample_rate,
-                                             exclude=self.exclude, speed_factor=speed)
+        self.clips = AudioSegmentDataset(self.manifest, "train", self.segment_seconds, self.sample_rate,
+                                         exclude=self.exclude, speed_factor=speed)
+        self.train_set: Dataset = self.clips
         if self.augment.enabled:
             self.train_set = AugmentedDataset(self.train_set, self.augment, self.sample_rate,
                                               self._noise_set(), seed=self.seed)
@@ -83,15 +88,23 @@ class AudioDataModule(L.LightningDataModule):
                           f"noise_include {self.augment.noise_include}: training without background noise")
             return None
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+    def train_dataloader(self) -> ResumableLoader:
+        world_size, rank = self.process_group()
+        sampler = bucketing_sampler([e.duration for e in self.clips.entries], self.batch_size, drop_last=True,
+                                    seed=self.seed, world_size=world_size, rank=rank)
+        layout = {"items": len(self.clips), "batch_size": self.batch_size, "world_size": world_size,
+                  "seed": self.seed}
+        self._train_loader = ResumableLoader(self.train_set, ResumableBatches(sampler, layout), default_collate,
+                                             self.num_workers)
+        return self._train_loader
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.valid_set, self.valid_batch_size, shuffle=False)
+        world_size, rank = self.process_group()
+        # The Trainer leaves loaders as they are (the training sampler shards by rank itself): split
+        # the validation clips between the processes here, as Lightning's own sampler would.
+        sampler = DistributedSampler(self.valid_set, world_size, rank, shuffle=False) if world_size > 1 else None
+        return DataLoader(self.valid_set, batch_size=self.valid_batch_size, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
 
 class ValidationMeans(nn.Module):

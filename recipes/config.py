@@ -142,9 +142,12 @@ class TokenDataConfig:
     min_frames: int = 25
     max_frames: Optional[int] = None  # default: the longest crop that fits the model's context
     num_workers: int = 0
+    # Length buckets of Lhotse's DynamicBucketingSampler: a batch is cropped to its shortest item.
+    num_buckets: int = 10
 
     def __post_init__(self) -> None:
-        _positive("data", batch_size=self.batch_size, min_frames=self.min_frames, max_frames=self.max_frames)
+        _positive("data", batch_size=self.batch_size, min_frames=self.min_frames, max_frames=self.max_frames,
+                  num_buckets=self.num_buckets)
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
 

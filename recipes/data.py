@@ -273,7 +273,8 @@ class MixingDataset(Dataset):
     joined louder clip first (``"a dog barking and rain falling"``). Set ``enabled = False`` (or
     ``probability = 0``) to switch mixing off without rebuilding the pipeline. The mix lasts as long
     as the longer clip, or, with ``keep_length``, as long as the item itself (token extraction keeps
-    batches of similar lengths that way).
+    batches of similar lengths that way). Lhotse's ``CutMix`` does not replace it: it mixes whole cuts
+    before cropping, at an SNR set from the whole cut's energy, and joins no captions.
     """
 
     def __init__(self, dataset: Dataset, probability: float = 0.5,

@@ -3,6 +3,7 @@
     python -m recipes.lhotse_io to-lhotse data/corpus/manifest.jsonl data/cuts.jsonl.gz
     python -m recipes.lhotse_io from-lhotse data/cuts.jsonl.gz data/corpus2/manifest.jsonl
     python -m recipes.lhotse_io to-shar data/corpus/manifest.jsonl data/shar [--shard-size 1000]
+    python -m recipes.prepare_data ... --out data/corpus --shar data/shar   # the same, as the corpus is built
 
 Each manifest entry becomes one Recording and one cut spanning it, with a SupervisionSegment that
 carries the caption as ``text`` (and the ``language``); ``source``, ``split``, ``recording_id`` and

@@ -13,11 +13,11 @@ import functools
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from codec import Codec
 from generation.audiogen import CODEC_REFERENCE, check_codec_reference, write_codec_reference
@@ -29,6 +29,8 @@ from vocoder.checkpoint import config_from_dict
 from .config import RecipeConfigError
 from .coverage import token_vocabulary
 from .extract_tokens import load_token_items, read_token_index
+from .sampling import (BatchDataset, FixedBatches, ResumableBatches, ResumableDataModule, ResumableLoader,
+                       bucketing_sampler)
 
 
 class TokenDataset(Dataset):
@@ -52,32 +54,6 @@ class TokenDataset(Dataset):
         return {"codes": self.codes[index], "caption": self.captions[index]}
 
 
-class LengthBucketBatchSampler(BatchSampler):
-    """Batches of items of similar length, so cropping a batch to its shortest item loses little.
-
-    Takes ``pool_batches`` batches' worth of indices at a time from ``sampler`` (random, or
-    distributed under DDP: Lightning rebuilds this sampler around its own), sorts them by length,
-    cuts them into batches and yields those in random order (the same order on every pass when
-    ``seed`` is given, as validation needs).
-    """
-
-    def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool, lengths: Sequence[int],
-                 pool_batches: int = 50, seed: Optional[int] = None) -> None:
-        super().__init__(sampler, batch_size, drop_last)
-        self.lengths, self.pool_batches, self.seed = lengths, pool_batches, seed
-
-    def __iter__(self) -> Iterator[List[int]]:
-        indices, size = list(self.sampler), self.batch_size
-        generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)  # seed: same batches every pass
-        for start in range(0, len(indices), size * self.pool_batches):
-            pool = sorted(indices[start:start + size * self.pool_batches], key=lambda i: self.lengths[i])
-            batches = [pool[i:i + size] for i in range(0, len(pool), size)]
-            if self.drop_last and len(batches[-1]) < size:
-                batches.pop()
-            for order in torch.randperm(len(batches), generator=generator).tolist():
-                yield batches[order]
-
-
 class CropCollate:
     """Batches items by cropping all to the shortest one (at most ``max_frames``), at random offsets
     in training, so no padding has to be masked out of the loss."""
@@ -95,26 +71,39 @@ class CropCollate:
         return {"codes": torch.stack(crops), "caption": [item["caption"] for item in items]}
 
 
-class TokenDataModule(L.LightningDataModule):
+class TokenDataModule(ResumableDataModule):
+    """Token items of a token directory in batches of similar length, drawn by Lhotse's
+    DynamicBucketingSampler (``num_buckets`` buckets; :mod:`recipes.sampling`): training batches are
+    shuffled per epoch, sharded by rank and resume mid-epoch exactly; validation batches are the
+    same on every pass."""
+
     def __init__(self, tokens: str, max_frames: int, min_frames: int = 10, batch_size: int = 16,
-                 num_workers: int = 0, **_: Any) -> None:
+                 num_workers: int = 0, num_buckets: int = 10, seed: int = 0, **_: Any) -> None:
         super().__init__()
         self.tokens, self.max_frames, self.min_frames = tokens, max_frames, min_frames
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.num_buckets, self.seed = batch_size, num_workers, num_buckets, seed
 
     def setup(self, stage: Optional[str] = None) -> None:
         self.train_set = TokenDataset(self.tokens, "train", self.min_frames)
         self.valid_set = TokenDataset(self.tokens, "valid", self.min_frames, permute_seed=0)
 
-    def train_dataloader(self) -> DataLoader:
-        batches = LengthBucketBatchSampler(RandomSampler(self.train_set), self.batch_size, False, self.train_set.lengths)
-        return DataLoader(self.train_set, batch_sampler=batches, collate_fn=CropCollate(self.max_frames, True),
-                          num_workers=self.num_workers)
+    def _sampler(self, dataset: TokenDataset, shuffle: bool):
+        world_size, rank = self.process_group()
+        return bucketing_sampler(dataset.lengths, self.batch_size, num_buckets=self.num_buckets, shuffle=shuffle,
+                                 seed=self.seed, world_size=world_size, rank=rank)
+
+    def train_dataloader(self) -> ResumableLoader:
+        world_size, _ = self.process_group()
+        layout = {"items": len(self.train_set), "batch_size": self.batch_size, "world_size": world_size,
+                  "seed": self.seed, "num_buckets": self.num_buckets}
+        batches = ResumableBatches(self._sampler(self.train_set, shuffle=True), layout)
+        self._train_loader = ResumableLoader(self.train_set, batches, CropCollate(self.max_frames, True),
+                                             self.num_workers)
+        return self._train_loader
 
     def val_dataloader(self) -> DataLoader:
-        batches = LengthBucketBatchSampler(SequentialSampler(self.valid_set), self.batch_size, False,
-                                           self.valid_set.lengths, seed=0)
-        return DataLoader(self.valid_set, batch_sampler=batches, collate_fn=CropCollate(self.max_frames, False),
+        return DataLoader(BatchDataset(self.valid_set, CropCollate(self.max_frames, False)),
+                          sampler=FixedBatches(self._sampler(self.valid_set, shuffle=False)), batch_size=None,
                           num_workers=self.num_workers)
 
 
@@ -177,7 +166,7 @@ class LanguageModelModule(L.LightningModule):
         data = dict(self.config["data"])
         check_token_codec(data["tokens"], data["codec"])
         data["max_frames"] = data["max_frames"] or self._max_frames()
-        return TokenDataModule(**data)
+        return TokenDataModule(**data, seed=self.config["seed"])
 
     def _max_frames(self) -> int:
         # Every training sequence, laid out by the model's own pattern, must fit in the context.

@@ -3,6 +3,7 @@
     python -m recipes.prepare_data --out data/corpus                       # all Debian packages below
     python -m recipes.prepare_data --out data/corpus --packages klettres-data ufoai-sound
     python -m recipes.prepare_data --out data/mine --packages none --audio-dir ~/recordings
+    python -m recipes.prepare_data --out data/corpus --shar data/shar      # also as Lhotse Shar shards
 
 Sources are Debian packages that carry licensed recordings (tuxpaint-stamps-default, klettres-data,
 hydrogen-drumkits, hydrogen-drumkits-effects, ufoai-sound, widelands-data, wordwarvi-sound,
@@ -28,7 +29,9 @@ loudness-normalised (RMS target, limited so the peak never clips), cut into segm
 ``OUT/audio/<source>/``. ``OUT/manifest.jsonl`` lists the segments (see :mod:`recipes.data`);
 the split is drawn from a hash of the original recording id, so all segments of one recording land
 in the same split and re-running gives the same split. Unreadable files are counted, named in the
-summary and skipped.
+summary and skipped. ``--shar DIR`` also writes the corpus as Lhotse Shar shards (cuts with their audio
+as FLAC, ``--shard-size`` cuts a shard; :func:`recipes.lhotse_io.write_shar`), which the training
+recipes read wherever they read the manifest (``data.manifest=DIR``).
 """
 
 from __future__ import annotations
@@ -359,6 +362,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.05)
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--manifest-name", default="manifest.jsonl")
+    parser.add_argument("--shar", type=Path, help="also write the corpus as Lhotse Shar shards into this new folder")
+    parser.add_argument("--shard-size", type=int, default=1000, help="cuts per Shar shard (default 1000)")
     args = parser.parse_args(argv)
 
     everything = [name for name in PACKAGES if name not in NOT_IN_ALL]
@@ -371,6 +376,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"unknown package(s) {', '.join(unknown)}; known: {', '.join(PACKAGES)}")
     if not packages and not args.audio_dir:
         parser.error("nothing to do: choose --packages and/or --audio-dir")
+    if args.shard_size < 1:
+        parser.error(f"--shard-size must be at least 1, got {args.shard_size}")
+    if args.shar is not None and args.shar.exists() and (not args.shar.is_dir() or any(args.shar.iterdir())):
+        parser.error(f"--shar {args.shar} exists and is not an empty folder")  # refused before hours of work
     try:
         config = ProcessingConfig(
             sample_rate=args.sample_rate, max_segment_seconds=args.max_seconds,
@@ -386,6 +395,25 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      manifest_name=args.manifest_name)
     print(summary.table())
     print(f"manifest: {manifest}")
+    if args.shar is not None:
+        return write_shar_copy(manifest, args.shar, args.shard_size)
+    return 0
+
+
+def write_shar_copy(manifest: Path, out_dir: Path, shard_size: int) -> int:
+    """Write the corpus of ``manifest`` as Lhotse Shar shards into ``out_dir``; an exit status."""
+    try:
+        from .lhotse_io import manifest_to_cuts, write_shar  # Lhotse is an optional dependency (the train extra)
+    except ImportError:
+        print("error: --shar needs Lhotse: pip install 'grvq-toolkit[train]' (the corpus itself is written)",
+              file=sys.stderr)
+        return 2
+    try:
+        shards = write_shar(manifest_to_cuts(manifest), out_dir, shard_size)
+    except (ValueError, AudioError, OSError) as err:  # ManifestError is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"shar: {len(shards['cuts'])} shard(s) in {out_dir}")
     return 0
 
 

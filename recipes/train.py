@@ -9,7 +9,9 @@ Every run writes into ``--output``: ``checkpoints/last.ckpt`` (optimizer and ste
 every ``trainer.checkpoint_every_n_steps`` steps and at the end), CSV and TensorBoard logs, and
 ``best/`` — the best weights so far by the validation metric, saved with ``save_pretrained``
 (loadable with ``Codec/Vocoder/AudioLanguageModel.from_pretrained``). ``--resume`` continues from
-``checkpoints/last.ckpt``. The same command scales out with ``--devices N --strategy ddp`` and
+``checkpoints/last.ckpt``, mid-epoch where it stopped: the checkpoint holds the training sampler's state
+after the last batch trained, so the rest of the epoch is neither repeated nor skipped
+(:mod:`recipes.sampling`). The same command scales out with ``--devices N --strategy ddp`` and
 ``--num-nodes M`` (Lightning's DDP; on a cluster launch one process per node with the usual
 ``MASTER_ADDR``/``NODE_RANK`` variables).
 """
@@ -257,7 +259,9 @@ def build_trainer(config: Dict[str, Any], output: Path, module: L.LightningModul
         t["strategy"] = DDPStrategy(find_unused_parameters=True)
     loggers = [ResumableCSVLogger(output, name="csv", version="", keep_until_step=resumed_step),
                TensorBoardLogger(output, name="tensorboard", version="")]
-    return L.Trainer(default_root_dir=output, callbacks=callbacks, logger=loggers, **t)
+    # The recipes' training batches come from Lhotse samplers that shard by rank themselves and resume
+    # mid-epoch (recipes.sampling): Lightning must not wrap them in its DistributedSampler.
+    return L.Trainer(default_root_dir=output, callbacks=callbacks, logger=loggers, use_distributed_sampler=False, **t)
 
 
 def checked_resume_step(path: Path, config: Dict[str, Any], training_fields: Tuple[str, ...] = (),
