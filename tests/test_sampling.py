@@ -1,11 +1,13 @@
 """Training batches from Lhotse's samplers: length buckets, sharding by rank, and exact mid-epoch resume
-(a run stopped after a checkpoint and resumed sees every example of the epoch once, in the order an
-uninterrupted run sees them), on Shar shards written by ``recipes.prepare_data --shar``."""
+(a run stopped after a checkpoint, by max_steps or as a kill leaves it, and resumed sees every example of
+the epoch once, in the order an uninterrupted run sees them), on Shar shards written by
+``recipes.prepare_data --shar``."""
 
 from __future__ import annotations
 
 import copy
 import pickle
+import shutil
 import warnings
 from pathlib import Path
 from typing import List, Tuple
@@ -197,6 +199,9 @@ def test_a_run_resumed_mid_epoch_sees_every_example_once(shar_corpus, tmp_path):
     steps = 8  # all 5 batches of epoch 0 and 3 of epoch 1
     whole = train_recording(tmp_path / "whole", shar_corpus, "--max-steps", str(steps))
     first = train_recording(tmp_path / "run", shar_corpus, "--max-steps", "3")  # stops mid-epoch 0
+    # As a run killed right after its step-3 checkpoint leaves it: the periodic save, not the one at the end.
+    checkpoints = tmp_path / "run" / "checkpoints"
+    shutil.copyfile(checkpoints / "step3.ckpt", checkpoints / "last.ckpt")
     second = train_recording(tmp_path / "run", shar_corpus, "--resume", "--max-steps", "6")  # into epoch 1
     rest = train_recording(tmp_path / "run", shar_corpus, "--resume", "--max-steps", str(steps))
     assert len(whole) == steps and (len(first), len(second), len(rest)) == (3, 3, 2)
