@@ -231,6 +231,7 @@ def tuxpaint_caption(path: str, description: Optional[str] = None) -> Optional[C
 LEAVE_OUT = "-"
 GCOMPRIS_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "gcompris.tsv")
 OPENSFX_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "opensfx.tsv")
+EVERYDAY_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "everyday.tsv")
 
 
 def listed_caption(text: str, rules: Sequence[Rule]) -> Optional[str]:
@@ -247,3 +248,8 @@ def gcompris_caption(member: str) -> Optional[str]:
 def opensfx_caption(title: str) -> Optional[str]:
     """OpenSFX clip title (``Modern car horn``) -> "a car horn honking"; None to leave it out."""
     return listed_caption(title.strip(), OPENSFX_RULES)
+
+
+def everyday_caption(path: str) -> Optional[str]:
+    """Path under ``usr/share`` (``games/supertuxkart/data/sfx/clock.ogg``) -> "a clock ticking"; None to leave it out."""
+    return listed_caption(str(PurePosixPath(path).with_suffix("")), EVERYDAY_RULES)

@@ -9,7 +9,11 @@ Sources are Debian packages that carry licensed recordings (tuxpaint-stamps-defa
 hydrogen-drumkits, hydrogen-drumkits-effects, ufoai-sound, widelands-data, wordwarvi-sound,
 sonic-pi-samples, lmms-common, megaglest-data, warzone2100-data, 0ad-data, and the speech of
 flight-of-the-amazon-queen, fillets-ng-data-cs and asterisk-core-sounds-{fr,ru}-g722 (G.722, decoded
-with Debian's ``ffmpeg``), gcompris-qt-data and openttd-opensfx; and, only when named,
+with Debian's ``ffmpeg``), gcompris-qt-data and openttd-opensfx, the everyday sounds that
+``caption_rules/everyday.tsv`` picks out of bucklespring-data, minetest-data, supertuxkart-data,
+supertux-data, tuxmath-data, btanks-data, simutrans-pak64, lincity-ng-data and frozen-bubble-data
+(keyboard, glass, doors, clock, horns, sirens, fireworks, trains, planes; the rest of each is left out);
+and, only when named,
 ``fluidsynth-gm``: General MIDI clips rendered with the ``fluidsynth`` command from
 fluid-soundfont-gm, see :mod:`recipes.render_midi`); their collectors live in
 :mod:`recipes.sources`), fetched with ``apt-get download`` into ``--cache-dir`` (or taken from

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .captions import (clean_caption, drum_caption, effect_caption, gcompris_caption, klettres_caption,
-                       language_name, opensfx_caption, split_language_suffix, tuxpaint_caption)
+from .captions import (clean_caption, drum_caption, effect_caption, everyday_caption, gcompris_caption,
+                       klettres_caption, language_name, opensfx_caption, split_language_suffix, tuxpaint_caption)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
 
@@ -135,6 +135,18 @@ def effect_collector(subdir: str, exclude: Sequence[str] = ()) -> Callable[[Path
         for path in audio_files(base, exclude):
             rel = path.relative_to(base).as_posix()
             yield SourceFile(source, f"{source}/{rel}", effect_caption(rel), str(path))
+    return collect
+
+
+def listed_collector(subdir: str) -> Callable[[Path, str], Iterator[SourceFile]]:
+    """A collector for packages whose everyday sounds sit among interface blips, music and fantasy effects:
+    files under ``subdir`` are captioned by ``caption_rules/everyday.tsv`` on their path under ``usr/share``,
+    and the files it does not name are left out (``caption=None``)."""
+    def collect(root: Path, source: str) -> Iterator[SourceFile]:
+        base = root / subdir
+        for path in audio_files(base):
+            caption = everyday_caption(path.relative_to(root / "usr/share").as_posix())
+            yield SourceFile(source, f"{source}/{path.relative_to(base).as_posix()}", caption, str(path))
     return collect
 
 
@@ -337,6 +349,25 @@ PACKAGES: Dict[str, Callable[[Path, str], Iterator[SourceFile]]] = {
     "gcompris-qt-data": collect_gcompris,
     # Vehicles, horns, animals, wind, machinery and applause, titled and credited per clip inside opensfx.cat.
     "openttd-opensfx": collect_opensfx,
+    # Everyday sounds picked out by caption_rules/everyday.tsv (the rest of each package is left out):
+    # every key of a mechanical keyboard, pressed and released.
+    "bucklespring-data": listed_collector("usr/share/buckle"),
+    # Glass breaking, a creaking door, fire, a stream, footsteps on nine grounds.
+    "minetest-data": listed_collector("usr/share/games/minetest/games/minetest_game"),
+    # A clock, a car horn, fireworks, steam trains, cow, sheep, rain, thunder, birds, a jet; 628 MB for these.
+    "supertuxkart-data": listed_collector("usr/share/games/supertuxkart/data"),
+    # Fireworks, a firecracker, rain, thunder, a creaking door, a telephone, water.
+    "supertux-data": listed_collector("usr/share/games/supertux2/sounds"),
+    # A tower clock bell, a siren, a cheering crowd.
+    "tuxmath-data": listed_collector("usr/share/tuxmath/sounds"),
+    # A car horn, a helicopter, a train, a cow, laughter, a ticking timer, a forest ambience.
+    "btanks-data": listed_collector("usr/share/games/btanks/data/sounds"),
+    # Planes, a chainsaw, a ship horn, seagulls, engines, a level crossing, a forest ambience.
+    "simutrans-pak64": listed_collector("usr/share/games/simutrans/pak/sound"),
+    # Sirens, trains and birds among sounds named only by the building that plays them.
+    "lincity-ng-data": listed_collector("usr/share/games/lincity-ng/sounds"),
+    # Snoring, a typewriter key, applause.
+    "frozen-bubble-data": listed_collector("usr/share/games/frozen-bubble/snd"),
     # Rendered, not recorded: General MIDI programs played by fluidsynth from fluid-soundfont-gm's samples.
     "fluidsynth-gm": collect_fluidsynth,
 }

@@ -1,4 +1,5 @@
-"""The everyday sources: GCompris' Qt resource files, OpenTTD's OpenSFX archive, General MIDI rendering."""
+"""The everyday sources: GCompris' Qt resource files, OpenTTD's OpenSFX archive, General MIDI rendering, and the
+everyday sounds picked out of game and educational packages by ``caption_rules/everyday.tsv``."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from recipes.captions import everyday_caption
 from recipes.coverage import caption_classes
 from recipes.data import read_manifest
 from recipes.prepare_data import build_corpus, main as prepare_main
 from recipes.render_midi import (RenderError, planned_clips, read_programs, render_clips, variable_length,
                                  midi_file, note, select)
-from recipes.sources import (DEBIAN_PACKAGE, NOT_IN_ALL, PACKAGES, ResourceTableError, collect_fluidsynth,
+from recipes.sources import (DEBIAN_PACKAGE, NOT_IN_ALL, PACKAGES, ResourceTableError, collect_fluidsynth, is_reserved,
                              opensfx_table, opensfx_title, qt_resource_files)
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -259,3 +261,75 @@ def test_every_rendered_instrument_is_music() -> None:
     for row in read_programs():
         if row.kind == "melody" or (row.kind == "drum" and row.caption != "a hand clap"):
             assert caption_classes(row.caption) == ["music"], row.caption
+
+
+# --------------------------------------------------------------------------- sounds picked out of game packages
+
+PICKED = {  # path under usr/share -> the caption everyday.tsv gives it (None: left out)
+    "buckle/wav/1e-1.wav": "a keyboard key being pressed",
+    "buckle/wav/1e-0.wav": "a keyboard key being released",
+    "games/minetest/games/minetest_game/mods/default/sounds/default_break_glass.2.ogg": "glass breaking",
+    "games/minetest/games/minetest_game/mods/default/sounds/default_gravel_footstep.3.ogg": "a footstep on gravel",
+    "games/minetest/games/minetest_game/mods/doors/sounds/doors_door_open.ogg": "a wooden door creaking open",
+    "games/minetest/games/minetest_game/mods/default/sounds/default_place_node.1.ogg": None,
+    "games/supertuxkart/data/sfx/clock.ogg": "a clock ticking",
+    "games/supertuxkart/data/tracks/black_forest/steamLocomotive.ogg": "a steam locomotive chugging",
+    "games/supertuxkart/data/sfx/nitro.ogg": None,
+    "tuxmath/sounds/towerclock.wav": "a tower clock bell striking",
+    "games/btanks/data/sounds/klaxon.ogg": "a car horn honking",
+    "games/btanks/data/sounds/klaxon-funny.ogg": None,
+    "games/simutrans/pak/sound/tree-cutting.wav": "a chainsaw cutting down a tree",
+    "games/lincity-ng/sounds/Health3.wav": "an ambulance siren",
+    "games/lincity-ng/sounds/Health2.wav": None,  # named by its building only: left out
+    "games/frozen-bubble/snd/snore.ogg": "a person snoring",
+}
+
+
+@pytest.mark.parametrize("path, caption", PICKED.items())
+def test_everyday_rules_caption_only_what_they_name(path: str, caption) -> None:
+    assert everyday_caption(path) == caption
+
+
+def test_listed_collectors_caption_pick_and_decode(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    sounds = root / "usr/share/games/supertuxkart/data"
+    for relative in ("sfx/horn.ogg", "sfx/clock.ogg", "sfx/nitro.ogg", "tracks/scotland/sheep.ogg"):
+        (sounds / relative).parent.mkdir(parents=True, exist_ok=True)
+        (sounds / relative).write_bytes(tone(fmt="OGG"))
+    items = list(PACKAGES["supertuxkart-data"](root, "supertuxkart-data"))
+    assert [(i.recording_id, i.caption) for i in items] == [
+        ("supertuxkart-data/sfx/clock.ogg", "a clock ticking"),
+        ("supertuxkart-data/sfx/horn.ogg", "a car horn honking"),
+        ("supertuxkart-data/sfx/nitro.ogg", None),
+        ("supertuxkart-data/tracks/scotland/sheep.ogg", "sheep bleating")]
+    manifest, summary = build_corpus(items, tmp_path / "corpus", progress=False)
+    captions = sorted(e.caption for e in read_manifest(manifest))
+    assert captions == ["a car horn honking", "a clock ticking", "sheep bleating"]
+    assert summary.num_skipped == 1
+
+
+def test_every_everyday_package_has_a_collector_and_is_not_reserved() -> None:
+    for name in ("bucklespring-data", "minetest-data", "supertuxkart-data", "supertux-data", "tuxmath-data",
+                 "btanks-data", "simutrans-pak64", "lincity-ng-data", "frozen-bubble-data"):
+        assert name in PACKAGES and name not in NOT_IN_ALL and not is_reserved(name)
+
+
+@pytest.mark.parametrize("caption, classes", [
+    ("a keyboard key being pressed", ["keyboard_typing"]),
+    ("a typewriter key clacking", ["keyboard_typing"]),
+    ("a tower clock bell striking", ["church_bells"]),
+    ("a timer ticking", ["clock_tick"]),
+    ("a single clock tick", ["clock_tick"]),
+    ("an ambulance siren", ["siren"]),
+    ("a wooden door creaking open", ["door_wood_creaks"]),
+    ("a wooden door closing", []),
+    ("fireworks whistling and exploding", ["fireworks"]),
+    ("a firework rocket whistling", ["fireworks"]),
+    ("a person snoring", ["snoring"]),
+    ("a footstep on gravel", ["footsteps"]),
+    ("a chainsaw cutting down a tree", ["chainsaw"]),
+    ("a ship horn blowing", []),
+    ("a steam whistle blowing", []),
+])
+def test_everyday_captions_map_to_their_classes(caption: str, classes: list) -> None:
+    assert caption_classes(caption) == classes
