@@ -143,7 +143,7 @@ class TokenDataConfig:
     max_frames: Optional[int] = None  # default: the longest crop that fits the model's context
     num_workers: int = 0
     # Length buckets of Lhotse's DynamicBucketingSampler: a batch is cropped to its shortest item.
-    num_buckets: int = 10
+    num_buckets: int = 30
 
     def __post_init__(self) -> None:
         _positive("data", batch_size=self.batch_size, min_frames=self.min_frames, max_frames=self.max_frames,

@@ -78,7 +78,7 @@ class TokenDataModule(ResumableDataModule):
     same on every pass."""
 
     def __init__(self, tokens: str, max_frames: int, min_frames: int = 10, batch_size: int = 16,
-                 num_workers: int = 0, num_buckets: int = 10, seed: int = 0, **_: Any) -> None:
+                 num_workers: int = 0, num_buckets: int = 30, seed: int = 0, **_: Any) -> None:
         super().__init__()
         self.tokens, self.max_frames, self.min_frames = tokens, max_frames, min_frames
         self.batch_size, self.num_workers, self.num_buckets, self.seed = batch_size, num_workers, num_buckets, seed

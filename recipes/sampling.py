@@ -6,8 +6,8 @@ Shar) or codec-token items (:class:`recipes.lm_module.TokenDataset`). Lhotse's
 :class:`~lhotse.dataset.sampling.DynamicBucketingSampler` draws the batches over one light cut per item
 (its position and its length, never its audio), so one sampler serves every kind of corpus:
 
-* the language model buckets by length (``data.num_buckets``, default 10): a batch is cropped to its
-  shortest item, so items of similar length waste little;
+* the language model buckets by length (``data.num_buckets``, default 30, each holding about as many
+  items): a batch is cropped to its shortest item, so items of similar length waste little;
 * the codec and vocoder take crops of one length, where bucketing has nothing to do: they use the same
   sampler with one bucket, a seeded shuffle. Lhotse's ``SimpleCutSampler`` would be the natural choice
   there, but Lhotse 1.33 restores it wrongly under DDP (it skips ahead by the cuts of one rank, not of
@@ -76,13 +76,23 @@ def bucketing_sampler(lengths: Sequence[float], batch_size: int, *, num_buckets:
     # Lhotse's shuffle picks from a buffer filled in input order: start from a seeded permutation, so a
     # corpus listed source by source is not drawn source by source when it outgrows the buffer.
     random.Random(seed).shuffle(cuts)
-    buckets = min(num_buckets, len(cuts))
+    bins = equal_count_bins(lengths, num_buckets)
     with warnings.catch_warnings():
         # Its advice to read a large CutSet lazily: these cuts are a few numbers each, held in memory by design.
         warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read")
         return Bucketing(cuts, max_cuts=batch_size, shuffle=shuffle, drop_last=drop_last,
-                         num_buckets=buckets if buckets > 1 else None, duration_bins=None if buckets > 1 else [],
+                         num_buckets=len(bins) + 1 if bins else None, duration_bins=bins,
                          world_size=world_size, rank=rank, seed=seed)
+
+
+def equal_count_bins(lengths: Sequence[float], num_buckets: int) -> List[float]:
+    """Bucket boundaries holding about equally many items each (fewer buckets where lengths repeat).
+
+    Lhotse estimates bins of equal total duration and draws buckets uniformly, so with a max_cuts batch
+    an epoch would start with the few long items (mean crop 246 frames over the first 200 batches of the
+    LM's tokens, against 71 with equal-count bins) and end with the many short ones."""
+    ordered = sorted(float(length) for length in lengths)
+    return sorted({ordered[len(ordered) * k // num_buckets] for k in range(1, num_buckets)} - {ordered[0]})
 
 
 def _indices(cuts: Any) -> List[int]:

@@ -22,7 +22,7 @@ pytest.importorskip("lhotse")
 from lhotse import CutSet, MonoCut  # noqa: E402
 from lhotse.dataset.sampling import SimpleCutSampler  # noqa: E402
 
-from recipes.sampling import ResumableBatches, bucketing_sampler  # noqa: E402
+from recipes.sampling import equal_count_bins, ResumableBatches, bucketing_sampler  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 Epochs = List[Tuple[int, List[int]]]  # (epoch, dataset positions) per batch
@@ -98,6 +98,18 @@ def test_length_buckets_hold_similar_lengths_and_every_item_once():
     assert spread < 100  # random batches of 8 would spread over about 380 frames
     fixed = bucketing_sampler(lengths, 8, num_buckets=10, shuffle=False)
     assert [list(c.ids) for c in fixed] == [list(c.ids) for c in fixed]  # validation: the same batches on every pass
+
+
+def test_length_buckets_do_not_front_load_the_long_items():
+    """Many short items and a few long ones (as codec tokens of sound effects are): the first batches
+    of an epoch are as long as the epoch's average, not its longest."""
+    generator = torch.Generator().manual_seed(0)
+    lengths = (torch.randint(10, 60, (900,), generator=generator).tolist()
+               + torch.randint(300, 500, (100,), generator=generator).tolist())
+    batches = [b for _, b in epochs_of(ResumableBatches(bucketing_sampler(lengths, 8, num_buckets=10), {}), 1)]
+    crop = [min(lengths[i] for i in b) for b in batches]
+    assert sum(crop[:20]) / 20 < 2 * sum(crop) / len(crop)
+    assert equal_count_bins([1, 1, 1, 1, 2, 3, 4, 5], 4) == [2.0, 4.0]  # a repeated shortest length: no empty bucket
 
 
 def test_lhotse_simple_cut_sampler_still_restores_wrongly_under_ddp():
