@@ -31,7 +31,7 @@ from vocoder.metrics import (SPEECH_METRIC_PACKAGES, MetricUnavailable, mel_dist
 
 from .augment import AugmentConfig, AugmentedDataset, draw_speed
 from .config import RecipeConfigError
-from .data import AudioSegmentDataset, ManifestError
+from .data import AudioSegmentDataset, ManifestError, open_clips, refuse_untrainable, selected
 from .sampling import ResumableBatches, ResumableDataModule, ResumableLoader, bucketing_sampler
 
 DISCRIMINATOR_WEIGHTS = "discriminators.safetensors"
@@ -63,6 +63,12 @@ class AudioDataModule(ResumableDataModule):
         self.valid_split, self.valid_include = valid_split, valid_include
         self.augment = config_from_dict(AugmentConfig, augment or {}, "data.augment")
         self.seed = seed
+
+    def check_sources(self) -> None:
+        """Refuse, before training starts, a manifest whose train split (less ``exclude``) holds a source
+        that must never be trained on (:func:`recipes.data.refuse_untrainable`)."""
+        clips = open_clips(self.manifest, check_files=False)
+        refuse_untrainable([e for e in clips.entries("train") if selected(e, None, self.exclude)], self.manifest)
 
     def setup(self, stage: Optional[str] = None) -> None:
         speed = partial(draw_speed, self.augment) if self.augment.enabled and self.augment.speed_p > 0 else None

@@ -232,6 +232,7 @@ LEAVE_OUT = "-"
 GCOMPRIS_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "gcompris.tsv")
 OPENSFX_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "opensfx.tsv")
 EVERYDAY_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "everyday.tsv")
+EVALUATION_RULES: Tuple[Rule, ...] = read_rules(RULES_DIR / "evaluation.tsv")
 
 
 def listed_caption(text: str, rules: Sequence[Rule]) -> Optional[str]:
@@ -253,3 +254,9 @@ def opensfx_caption(title: str) -> Optional[str]:
 def everyday_caption(path: str) -> Optional[str]:
     """Path under ``usr/share`` (``games/supertuxkart/data/sfx/clock.ogg``) -> "a clock ticking"; None to leave it out."""
     return listed_caption(str(PurePosixPath(path).with_suffix("")), EVERYDAY_RULES)
+
+
+def evaluation_caption(path: str) -> Optional[str]:
+    """Like :func:`everyday_caption`, by ``caption_rules/evaluation.tsv``: the evaluation-only sources
+    (``games/lugaru/Sounds/FootStepSnow2.ogg`` -> "a footstep on snow"); None to leave it out."""
+    return listed_caption(str(PurePosixPath(path).with_suffix("")), EVALUATION_RULES)

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from vocoder.audio import AudioError, check_sample_rate, prepare_waveform
 
 from .captions import join_captions
+from .sources import never_train_reason
 
 SPLITS = ("train", "valid", "test")
 CropMode = Literal["random", "start", "center"]
@@ -185,6 +186,16 @@ def selected(entry: ManifestEntry, include: Optional[Sequence[str]] = None, excl
     return (include is None or rid.startswith(tuple(include))) and not rid.startswith(tuple(exclude))
 
 
+def refuse_untrainable(entries: Iterable[ManifestEntry], where: PathLike) -> None:
+    """Raise :class:`ManifestError` when training ``entries`` hold a source that must never be trained on:
+    an evaluation-only source (:data:`recipes.sources.EVALUATION_ONLY_SOURCES`) or a reserved package."""
+    found = sorted({entry.source for entry in entries if never_train_reason(entry.source)})
+    if found:
+        reasons = "; ".join(f"{source} is {never_train_reason(source)}" for source in found)
+        raise ManifestError(f"{where}: its train split holds recordings that must never be trained on ({reasons}): "
+                            "build the training corpus without them (--packages all leaves them out)")
+
+
 def mix_clips(a: torch.Tensor, b: torch.Tensor, snr_db: float, peak: float = 0.99) -> torch.Tensor:
     """Mix ``b`` into ``a`` so that the power ratio a : b is ``snr_db``; both ``[..., T]`` of one shape.
 
@@ -230,6 +241,8 @@ class AudioSegmentDataset(Dataset):
         self.speed_factor = speed_factor
         self.entries = [e for e in self.clips.entries(split)
                         if e.duration >= min_duration and selected(e, include, exclude)]
+        if split == "train":
+            refuse_untrainable(self.entries, manifest)
         if not self.entries:
             raise ManifestError(f"{manifest} has no {split or 'any'!r} entries of at least {min_duration} s"
                                 + (" with the chosen include/exclude prefixes" if include or exclude else ""))

@@ -2,6 +2,7 @@
 
     python -m recipes.evaluate_generation --manifest data/corpus/manifest.jsonl --out reports/generation
     python -m recipes.evaluate_generation --manifest ... --model DIR --clips-per-caption 4
+    python -m recipes.evaluate_generation --manifest ... --class-manifest data/eval_everyday/manifest.jsonl
 
 Every clip is embedded with aiSFX (:mod:`recipes.sound_embedding`). Writes ``OUT/README.md``,
 ``OUT/results.json``, ``OUT/spectrograms.png`` and listen-ready ``OUT/audio/*.wav``:
@@ -21,6 +22,9 @@ Every clip is embedded with aiSFX (:mod:`recipes.sound_embedding`). Writes ``OUT
   (which names its kind, not the clip); a continuation scores when it is nearer to
   the (codec-rendered) rest of its own clip than to the rest of every other clip of its kind. Beside chance and beside
   the prompt alone scored the same way (how much the first 2 s already identify a clip);
+* **everyday classes**: the retrieval score per ESC-50 class the model learned, prompted in plain words,
+  against recordings of sources it never heard (``--class-sources``, by default the evaluation-only sources
+  of :data:`recipes.sources.EVALUATION_ONLY_SOURCES`, read from their own corpus, ``--class-manifest``);
 * **speed**: real-time factor of generating 10 s with guidance, with and without the codec's phase
   refinement, on this process's threads.
 """
@@ -47,6 +51,7 @@ from vocoder.audio import prepare_waveform, save_audio
 
 from .coverage import CLASS_PROMPTS, ESC50_CLASSES, caption_classes
 from .data import ManifestEntry, read_manifest
+from .sources import EVALUATION_ONLY_SOURCES
 from .evaluate import curves_figure, curves_section, read_curves
 from .sound_embedding import SoundEmbedder, frechet_distance, retrieval_rate, wilson_interval
 
@@ -400,9 +405,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--continuation-samples", type=int, default=CONTINUATION_SAMPLES,
                         help="continuations per clip and condition (their mean is the clip's score)")
     parser.add_argument("--class-manifest", type=Path,
-                        help="manifest holding the held-out sources of the per-class table (default: --manifest)")
-    parser.add_argument("--class-sources", nargs="*", default=[],
-                        help="sources the model never trained on, whose recordings score the everyday classes")
+                        help="the evaluation corpus's manifest, holding --class-sources (python -m recipes.prepare_data "
+                             f"--out DIR --packages {' '.join(EVALUATION_ONLY_SOURCES)}; default: --manifest)")
+    parser.add_argument("--class-sources", nargs="*", default=list(EVALUATION_ONLY_SOURCES),
+                        help="sources the model never trained on, whose recordings score the everyday classes "
+                             "(default: the evaluation-only sources; none: no per-class section)")
     parser.add_argument("--clips-per-class", type=int, default=8)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="what to measure (the report keeps the other sections of an earlier results.json in --out)")
@@ -432,10 +439,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                       args.clips_per_caption, args.max_real, args.out)
         if "classes" in args.sections and args.class_sources:
             manifest = args.class_manifest or args.manifest
-            class_entries = read_manifest(manifest) if args.class_manifest else entries
             try:
-                results["classes"] = evaluate_classes(gen, embedder, manifest, class_entries, args.class_sources,
-                                                      args.clips_per_class, args.max_real, args.out)
+                class_entries = read_manifest(manifest) if args.class_manifest else entries
+                if not any(e.source in args.class_sources for e in class_entries):
+                    print(f"note: {manifest} holds none of {', '.join(args.class_sources)}: per-class section skipped; "
+                          f"build the evaluation corpus with python -m recipes.prepare_data --out DIR --packages "
+                          f"{' '.join(args.class_sources)} and pass --class-manifest DIR/manifest.jsonl", file=sys.stderr)
+                else:
+                    results["classes"] = evaluate_classes(gen, embedder, manifest, class_entries, args.class_sources,
+                                                          args.clips_per_class, args.max_real, args.out)
             except ValueError as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 2

@@ -12,6 +12,8 @@ joined (AudioGen's mixing augmentation). Clips are encoded shortest first, so a 
 only to the longest of similar clips. ``codec.json`` records the codec's fingerprint: the LM recipe
 refuses a ``data.codec`` that did not make these tokens. ``vocabulary.json`` records the captions
 (recordings each) and target classes of the train clips, which the LM recipe exports beside the LM.
+A manifest whose train split holds an evaluation-only or reserved source is refused in one line
+(:func:`recipes.data.refuse_untrainable`).
 """
 
 from __future__ import annotations

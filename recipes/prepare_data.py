@@ -15,10 +15,14 @@ supertux-data, tuxmath-data, btanks-data, simutrans-pak64, lincity-ng-data and f
 (keyboard, glass, doors, clock, horns, sirens, fireworks, trains, planes; the rest of each is left out);
 and, only when named,
 ``fluidsynth-gm``: General MIDI clips rendered with the ``fluidsynth`` command from
-fluid-soundfont-gm, see :mod:`recipes.render_midi`); their collectors live in
-:mod:`recipes.sources`), fetched with ``apt-get download`` into ``--cache-dir`` (or taken from
-``--deb-dir``) and unpacked with ``dpkg-deb -x`` (no root, no installation), and/or any folder of
-audio files (``--audio-dir``, searched recursively; wav, flac, ogg, mp3, aiff).
+fluid-soundfont-gm, see :mod:`recipes.render_midi`). Also only when named: the evaluation-only sources
+lugaru-data, wesnoth-1.16-data, freedroidrpg-data, freedink-data and flightgear-data-base (everyday sounds
+that ``caption_rules/evaluation.tsv`` picks out, every recording in the test split), the references of
+:mod:`recipes.evaluate_generation`'s per-class section, which must come from sources the model never heard:
+the training recipes refuse them. The collectors live in :mod:`recipes.sources`. Packages are fetched with
+``apt-get download`` into ``--cache-dir`` (or taken from ``--deb-dir``) and unpacked with ``dpkg-deb -x``
+(no root, no installation); any folder of audio files serves too (``--audio-dir``, searched recursively;
+wav, flac, ogg, mp3, aiff).
 
 Captions for a user folder, first found wins:
   1. a sidecar text file next to the audio, same name with ``.txt`` (``rain/take1.wav`` ->
@@ -65,7 +69,8 @@ from vocoder.audio import (AudioError, as_batch, check_sample_rate, load_audio, 
 
 from .data import SPLITS, ManifestEntry, write_manifest
 from .render_midi import RenderError
-from .sources import DEBIAN_PACKAGE, NOT_IN_ALL, PACKAGES, SourceFile, collect_user_folder, is_reserved
+from .sources import (DEBIAN_PACKAGE, NOT_IN_ALL, PACKAGES, SourceFile, collect_user_folder, is_evaluation_only,
+                      is_reserved)
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grvq-toolkit" / "debian"
 
@@ -202,7 +207,9 @@ def process_file(item: SourceFile, config: ProcessingConfig, out_dir: Path) -> F
                             int(round(config.min_segment_seconds * config.sample_rate)))
     if not pieces:
         return FileResult(item, skipped="too short")
-    split = assign_split(item.recording_id, config.valid_fraction, config.test_fraction)
+    # Evaluation-only sources are never trained on: every recording of theirs is test data.
+    split = "test" if is_evaluation_only(item.source) else assign_split(item.recording_id, config.valid_fraction,
+                                                                         config.test_fraction)
     stem = output_stem(item)
     result = FileResult(item)
     for index, piece in enumerate(pieces):
@@ -344,6 +351,14 @@ def gather_sources(packages: Sequence[str], cache_dir: Path, deb_dir: Optional[P
     return items
 
 
+def chosen_packages(names: Sequence[str]) -> List[str]:
+    """``--packages``: ``all`` is every known package but :data:`recipes.sources.NOT_IN_ALL` (the rendered
+    GM clips and the evaluation-only sources, which are built only when named), ``none`` is none."""
+    if list(names) == ["all"]:
+        return [name for name in PACKAGES if name not in NOT_IN_ALL and not is_evaluation_only(name)]
+    return [] if list(names) == ["none"] else list(names)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recipes.prepare_data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -370,8 +385,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--shard-size", type=int, default=1000, help="cuts per Shar shard (default 1000)")
     args = parser.parse_args(argv)
 
-    everything = [name for name in PACKAGES if name not in NOT_IN_ALL]
-    packages = everything if args.packages == ["all"] else [] if args.packages == ["none"] else args.packages
+    packages = chosen_packages(args.packages)
     reserved = sorted(p for p in packages if is_reserved(p))
     if reserved:
         parser.error(f"{', '.join(reserved)} is reserved for independent evaluation (shared/DATA.md): never trained on")

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .captions import (clean_caption, drum_caption, effect_caption, everyday_caption, gcompris_caption,
-                       klettres_caption, language_name, opensfx_caption, split_language_suffix, tuxpaint_caption)
+from .captions import (clean_caption, drum_caption, effect_caption, evaluation_caption, everyday_caption,
+                       gcompris_caption, klettres_caption, language_name, opensfx_caption, split_language_suffix,
+                       tuxpaint_caption)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
 
@@ -30,6 +31,30 @@ RESERVED_PACKAGES = ("hedgewars-data", "scratch", "singularity-music", "asterisk
 def is_reserved(package: str) -> bool:
     """Whether ``package`` is one of the reserved evaluation packages (any asterisk en/es/it flavour)."""
     return package.startswith(RESERVED_PACKAGES)
+
+
+# Everyday recordings for the per-class evaluation of the text-to-audio model (recipes.evaluate_generation),
+# from packages that no training source shares: ``--packages all`` leaves them out, and the training recipes
+# and recipes.extract_tokens refuse a manifest whose train split holds them. Captioned by
+# ``caption_rules/evaluation.tsv``; their corpus is built on its own (python -m recipes.prepare_data --out
+# DIR --packages <these>), every recording in its test split.
+EVALUATION_ONLY_SOURCES = ("lugaru-data", "wesnoth-1.16-data", "freedroidrpg-data", "freedink-data",
+                           "flightgear-data-base")
+
+
+def is_evaluation_only(source: str) -> bool:
+    """Whether ``source`` is one of :data:`EVALUATION_ONLY_SOURCES`."""
+    return source in EVALUATION_ONLY_SOURCES
+
+
+def never_train_reason(source: str) -> Optional[str]:
+    """Why a manifest's ``source`` must never be trained on (evaluation-only, or a reserved package), else None.
+    Reserved names match whole (``scratch``) or with a flavour (``asterisk-core-sounds-en-g722``)."""
+    if is_evaluation_only(source):
+        return "evaluation-only (recipes.sources.EVALUATION_ONLY_SOURCES)"
+    if any(source == name or source.startswith(name + "-") for name in RESERVED_PACKAGES):
+        return "reserved for independent evaluation (shared/DATA.md)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -138,14 +163,16 @@ def effect_collector(subdir: str, exclude: Sequence[str] = ()) -> Callable[[Path
     return collect
 
 
-def listed_collector(subdir: str) -> Callable[[Path, str], Iterator[SourceFile]]:
+def listed_collector(subdir: str, caption_of: Callable[[str], Optional[str]] = everyday_caption
+                     ) -> Callable[[Path, str], Iterator[SourceFile]]:
     """A collector for packages whose everyday sounds sit among interface blips, music and fantasy effects:
-    files under ``subdir`` are captioned by ``caption_rules/everyday.tsv`` on their path under ``usr/share``,
-    and the files it does not name are left out (``caption=None``)."""
+    files under ``subdir`` are captioned by ``caption_rules/everyday.tsv`` (or ``caption_of``: the
+    evaluation-only sources' ``evaluation.tsv``) on their path under ``usr/share``, and the files it does
+    not name are left out (``caption=None``)."""
     def collect(root: Path, source: str) -> Iterator[SourceFile]:
         base = root / subdir
         for path in audio_files(base):
-            caption = everyday_caption(path.relative_to(root / "usr/share").as_posix())
+            caption = caption_of(path.relative_to(root / "usr/share").as_posix())
             yield SourceFile(source, f"{source}/{path.relative_to(base).as_posix()}", caption, str(path))
     return collect
 
@@ -370,12 +397,24 @@ PACKAGES: Dict[str, Callable[[Path, str], Iterator[SourceFile]]] = {
     "frozen-bubble-data": listed_collector("usr/share/games/frozen-bubble/snd"),
     # Rendered, not recorded: General MIDI programs played by fluidsynth from fluid-soundfont-gm's samples.
     "fluidsynth-gm": collect_fluidsynth,
+    # Evaluation only (EVALUATION_ONLY_SOURCES), picked out by caption_rules/evaluation.tsv:
+    # footsteps on grass, snow and stone, a fire, wind, wolves.
+    "lugaru-data": listed_collector("usr/share/games/lugaru/Sounds", evaluation_caption),
+    # Birdsong, a campfire, crickets at night, a rooster, laughter.
+    "wesnoth-1.16-data": listed_collector("usr/share/games/wesnoth/1.16", evaluation_caption),
+    # Glass breaking.
+    "freedroidrpg-data": listed_collector("usr/share/freedroidrpg/data/sound/effects", evaluation_caption),
+    # A fire crackling, a bird chirping.
+    "freedink-data": listed_collector("usr/share/games/dink/dink/Sound", evaluation_caption),
+    # The flight simulator's helicopter, propeller and jet engines, rain, thunder, wind and waves.
+    "flightgear-data-base": listed_collector("usr/share/games/flightgear", evaluation_caption),
 }
 
 # Sources whose Debian package has another name (what ``apt-get download`` fetches).
 DEBIAN_PACKAGE = {"fluidsynth-gm": "fluid-soundfont-gm"}
-# Left out of ``--packages all``: rendering needs the fluidsynth command installed system-wide.
-NOT_IN_ALL = ("fluidsynth-gm",)
+# Left out of ``--packages all``: rendering needs the fluidsynth command installed system-wide, and the
+# evaluation-only sources are never training data.
+NOT_IN_ALL = ("fluidsynth-gm", *EVALUATION_ONLY_SOURCES)
 
 
 def load_caption_table(root: Path) -> Dict[str, str]:

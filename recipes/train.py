@@ -345,6 +345,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         L.seed_everything(config["seed"], workers=True, verbose=False)
         module = task_class(args.task)(config)
         datamodule = module.datamodule()
+        if hasattr(datamodule, "check_sources"):  # evaluation-only or reserved sources: one line, before any work
+            datamodule.check_sources()
         last = output / "checkpoints" / "last.ckpt"
         resumed_step = (checked_resume_step(last, config, module.training_fields, module)
                         if args.resume and last.is_file() else None)
