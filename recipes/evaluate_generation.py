@@ -165,13 +165,15 @@ def class_references(entries: Sequence[ManifestEntry], sources: Sequence[str], c
 
 
 def evaluate_classes(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, entries: List[ManifestEntry],
-                     sources: Sequence[str], per_class: int, max_real: int, out: Path) -> dict:
+                     sources: Sequence[str], per_class: int, max_real: int, out: Path,
+                     classes: Optional[Sequence[str]] = None) -> dict:
     """Retrieval per everyday target class, prompted in plain words (``target_classes.tsv``), against
     recordings of ``sources``, which the model must never have trained on.
 
-    The classes scored are the ESC-50 classes the model learned (at least :data:`MIN_RECORDINGS`
-    training recordings in its vocabulary) that the held-out sources hold at least 2 recordings of; a
-    clip scores when it is nearest the centroid of its own class among those classes.
+    The classes scored are ``classes`` (default: the ESC-50 classes the model learned, with at least
+    :data:`MIN_RECORDINGS` training recordings in its vocabulary; name them to compare two models on
+    one set) that the held-out sources hold at least 2 recordings of; a clip scores when it is nearest
+    the centroid of its own class among those classes.
     """
     vocabulary = gen.known_sounds()
     if vocabulary is None:
@@ -181,7 +183,10 @@ def evaluate_classes(gen: AudioGen, embedder: SoundEmbedder, manifest: Path, ent
         raise ValueError(f"the model trained on {', '.join(trained_on)}: per-class references must come from "
                          "sources it never heard")
     learned = [name for name in ESC50_CLASSES if vocabulary.classes.get(name, 0) >= MIN_RECORDINGS]
-    references = class_references(entries, sources, learned, max_real)
+    unknown = sorted(set(classes or ()) - set(ESC50_CLASSES))
+    if unknown:
+        raise ValueError(f"not ESC-50 classes of the target vocabulary: {', '.join(unknown)}")
+    references = class_references(entries, sources, list(classes) if classes else learned, max_real)
     classes = list(references)
     real, real_labels, durations = [], [], {}
     for label, name in enumerate(classes):
@@ -304,13 +309,15 @@ def _with_interval(rate: float, trials: int) -> str:
 
 def class_section(c: dict) -> List[str]:
     """The report's per-class table of everyday sounds."""
+    not_learned = [name for name in c["classes"] if name not in c["learned_classes"]]
     lines = ["## Everyday classes, against sources it never heard", "",
              f"Held-out sources: {', '.join(c['sources'])}. The model learned {len(c['learned_classes'])} ESC-50 "
-             f"classes (at least {MIN_RECORDINGS} training recordings each); those sources hold at least 2 "
-             f"recordings of {len(c['classes'])} of them, which are scored here: {c['clips_per_class']} clips per "
-             "class from the plain prompt of `recipes/caption_rules/target_classes.tsv`, each scoring when it is "
-             "nearest the centroid of its own class's recordings (as the codec renders them; and the originals) "
-             "among these classes.", ""]
+             f"classes (at least {MIN_RECORDINGS} training recordings each). Scored: the {len(c['classes'])} classes "
+             "below, those sources holding at least 2 recordings of each"
+             + (f" ({', '.join(not_learned)}: not learned by this model)" if not_learned else "")
+             + f"; {c['clips_per_class']} clips per class from the plain prompt of "
+             "`recipes/caption_rules/target_classes.tsv`, each scoring when it is nearest the centroid of its own "
+             "class's recordings (as the codec renders them; and the originals) among these classes.", ""]
     if c.get("skipped"):
         return lines + [f"Not scored: {c['skipped']}.", ""]
     trials = len(c["classes"]) * c["clips_per_class"]
@@ -411,6 +418,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="sources the model never trained on, whose recordings score the everyday classes "
                              "(default: the evaluation-only sources; none: no per-class section)")
     parser.add_argument("--clips-per-class", type=int, default=8)
+    parser.add_argument("--classes", nargs="+", help="ESC-50 classes to score (default: those the model learned)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="what to measure (the report keeps the other sections of an earlier results.json in --out)")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="LM training run folders for learning curves")
@@ -447,7 +455,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                           f"{' '.join(args.class_sources)} and pass --class-manifest DIR/manifest.jsonl", file=sys.stderr)
                 else:
                     results["classes"] = evaluate_classes(gen, embedder, manifest, class_entries, args.class_sources,
-                                                          args.clips_per_class, args.max_real, args.out)
+                                                          args.clips_per_class, args.max_real, args.out,
+                                                          args.classes)
             except ValueError as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 2

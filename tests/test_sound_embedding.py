@@ -147,3 +147,8 @@ def test_class_evaluation_scores_learned_classes_against_unheard_sources(tmp_pat
     assert (tmp_path / "audio" / "classes" / "dog.wav").is_file()
     table = "\n".join(class_section(results))
     assert "| dog | a dog barking | 2 |" in table and "heldout" in table
+    with torch.inference_mode():  # named classes: two models compared on one set, learned or not
+        named = evaluate_classes(gen, MeanSpectrum(), manifest, entries, ["heldout"], 1, 8, tmp_path, ["dog", "cow"])
+    assert named["classes"] == ["dog", "cow"] and "cow: not learned by this model" in "\n".join(class_section(named))
+    with pytest.raises(ValueError, match="not ESC-50 classes"):
+        evaluate_classes(gen, MeanSpectrum(), manifest, entries, ["heldout"], 1, 8, tmp_path, ["speech"])
