@@ -5,6 +5,7 @@
 >>> model = SpectralCodec(SpectralCodecConfig())      # untrained; WaveformCodec(WaveformCodecConfig()) likewise
 >>> data = model.compress(wav, sample_rate)           # .grvq bytes at model.bitrate bits/s
 >>> audio, sr = model.decompress(data)
+>>> live = SpectralCodec(SpectralCodecConfig.streaming())   # causal: codec.stream_encoder()/stream_decoder()
 """
 
 from .bitstream import BitstreamError
@@ -12,6 +13,7 @@ from .config import ChunkConfig, CodecConfig, QuantizerConfig, SpectralCodecConf
 from .model import (Codec, CodecOutput, SpectralCodec, SpectralCodecOutput, WaveformCodec, WaveformCodecOutput,
                     read_saved_codec)
 from .quantizer import GroupResidualQuantizer
+from .streaming import StreamDecoder, StreamEncoder, algorithmic_latency
 
 __all__ = [
     "BitstreamError",
@@ -24,8 +26,11 @@ __all__ = [
     "SpectralCodec",
     "SpectralCodecConfig",
     "SpectralCodecOutput",
+    "StreamDecoder",
+    "StreamEncoder",
     "WaveformCodec",
     "WaveformCodecConfig",
     "WaveformCodecOutput",
+    "algorithmic_latency",
     "read_saved_codec",
 ]

@@ -1,4 +1,8 @@
-"""Command line: ``python -m codec encode IN OUT.grvq`` and ``python -m codec decode IN.grvq OUT.wav``.
+"""Command line: ``python -m codec encode IN OUT.grvq`` and ``python -m codec decode IN.grvq OUT.wav``;
+live coding through pipes with ``stream-encode`` (raw 16-bit mono PCM at 16 kHz on stdin -> packet
+stream on stdout) and ``stream-decode`` (the reverse)::
+
+    arecord -f S16_LE -r 16000 -c 1 | python -m codec stream-encode | python -m codec stream-decode | aplay -f S16_LE -r 16000
 
 Any format libsndfile reads is accepted (down-mixed to mono, resampled to the model's rate).
 Every expected failure (missing or unreadable file, empty or non-finite audio, unsupported rate,
@@ -9,19 +13,24 @@ stderr and exit status 1; usage errors exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 import soundfile as sf
+import torch
 
 from vocoder.audio import AudioError, load_audio, save_audio
 from vocoder.checkpoint import CheckpointError
 from vocoder.cli import (RANDOM_INIT_SEED, OneLineParser, check_input_file, check_output_path, default_device,
                          parse_device, seeded, write_atomically)
 
-from .bitstream import BitstreamError
+from .bitstream import ENTROPY_CODING_DEFAULT, BitstreamError
 from .model import Codec, SpectralCodec
+from .streaming import STREAM_HEAD_BYTES, StreamPreamble, frame_packet, read_exactly, read_framed, to_pcm16
+
+DEFAULT_STREAMING = Path(__file__).parent / "pretrained" / "streaming"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--no-normalize", dest="normalize", action="store_false",
                         help="code the input at its own level instead of at the corpus level (the stream "
                              "then carries no gain to restore)")
+    coding = encode.add_mutually_exclusive_group()
+    coding.add_argument("--entropy-coding", dest="entropy_coding", action="store_true",
+                        default=ENTROPY_CODING_DEFAULT,
+                        help="arithmetic-code the codes with the model's integer context model (format "
+                             "version 3) when that is smaller" + (" (the default)" if ENTROPY_CODING_DEFAULT else ""))
+    coding.add_argument("--fixed-codes", dest="entropy_coding", action="store_false",
+                        help="store fixed-width codes (format version 2, readable by older toolkits)")
     add_model_options(encode)
 
     decode = commands.add_parser("decode", help=".grvq stream -> audio file")
@@ -55,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="spectral codec: phase refinement iterations of its vocoder (default: the vocoder's "
                              "default; more is slower and better, 0 is the network alone)")
     add_model_options(decode)
+
+    def add_stream_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model", type=Path, default=None,
+                         help="a causal (streaming) codec directory; default: the shipped streaming model")
+        sub.add_argument("--threads", type=int, default=1,
+                         help="CPU threads for torch (default 1: the codec is sized for real time on one)")
+
+    stream_encode = commands.add_parser(
+        "stream-encode", help="raw 16-bit mono PCM at the model's rate (16 kHz) on stdin -> packet stream on stdout")
+    stream_encode.add_argument("--codebooks", type=int, default=None,
+                               help="codebooks per packet (2: 1 kbps, 4: 2 kbps with the default layout; default all)")
+    add_stream_options(stream_encode)
+    stream_decode = commands.add_parser(
+        "stream-decode", help="packet stream on stdin -> raw 16-bit mono PCM at the model's rate on stdout")
+    add_stream_options(stream_decode)
     return parser
 
 
@@ -76,7 +107,8 @@ def encode_file(args: argparse.Namespace) -> None:
     wav, sample_rate = load_audio(args.input)
     model = load_model(args)
     num_codebooks = model.quantizer.check_num_codebooks(args.codebooks)
-    data = model.compress(wav, sample_rate, num_codebooks, normalize=args.normalize)
+    data = model.compress(wav, sample_rate, num_codebooks, normalize=args.normalize,
+                          entropy_coding=args.entropy_coding)
     write_atomically(args.output, lambda path: path.write_bytes(data))
     duration = wav.shape[-1] / sample_rate
     print(f"{args.input} -> {args.output}: {duration:.2f} s, {num_codebooks} codebooks, "
@@ -101,13 +133,86 @@ def decode_file(args: argparse.Namespace) -> None:
           f"({8 * len(data) / duration / 1000:.2f} kbps with header)")
 
 
+def load_streaming_model(args: argparse.Namespace) -> Codec:
+    """The ``--model`` codec (default: the shipped streaming model), which must be causal, on the CPU."""
+    if args.threads < 1:
+        raise ValueError(f"--threads must be positive, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    directory = args.model
+    if directory is None:
+        if not (DEFAULT_STREAMING / "model.safetensors").is_file():
+            raise CheckpointError(f"no streaming codec has been trained yet ({DEFAULT_STREAMING} is empty): fine-tune "
+                                  "one with recipes/configs/codec_streaming.yaml and pass --model DIR")
+        directory = DEFAULT_STREAMING
+    model = Codec.from_pretrained(directory, device="cpu")
+    if not model.streaming:
+        raise CheckpointError(f"{directory} holds an offline codec (it looks ahead); streaming needs a causal one "
+                              "(SpectralCodecConfig.streaming(), recipes/configs/codec_streaming.yaml)")
+    return model
+
+
+def stream_encode(args: argparse.Namespace) -> None:
+    """PCM from stdin, packets to stdout as they are made (flushed per read, for low latency)."""
+    model = load_streaming_model(args)
+    encoder = model.stream_encoder(args.codebooks)
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    sink.write(StreamPreamble.of(model).pack())
+    sink.flush()
+    carry = b""
+    read = getattr(source, "read1", source.read)  # read1: whatever has arrived, so frames leave as they fill
+    while True:
+        chunk = read(4096)
+        if not chunk:
+            break
+        chunk, carry = carry + chunk, b""
+        if len(chunk) % 2:  # a sample split across reads waits for its second byte
+            chunk, carry = chunk[:-1], chunk[-1:]
+        packets = encoder.push(chunk)
+        if packets:
+            sink.write(b"".join(frame_packet(p) for p in packets))
+            sink.flush()
+    if carry:
+        print("warning: odd trailing byte of input ignored (16-bit PCM has two per sample)", file=sys.stderr)
+    sink.write(b"".join(frame_packet(p) for p in encoder.flush()))
+    sink.flush()
+
+
+def stream_decode(args: argparse.Namespace) -> None:
+    """Packets from stdin, PCM to stdout as each packet is decoded; a damaged packet is concealed."""
+    model = load_streaming_model(args)
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    head = read_exactly(source, STREAM_HEAD_BYTES)
+    if not head:
+        raise BitstreamError("empty input: expected a packet stream from 'python -m codec stream-encode'")
+    StreamPreamble.unpack(head).check(model)
+    decoder = model.stream_decoder()
+    index = 0
+    while True:
+        packet = read_framed(source)
+        if packet is Ellipsis:
+            break
+        try:
+            samples = decoder.push(packet)
+        except BitstreamError as err:
+            print(f"warning: packet {index} concealed: {err}", file=sys.stderr)
+            samples = decoder.push(None)
+        index += 1
+        if samples.size:
+            sink.write(to_pcm16(samples))
+            sink.flush()
+    sink.write(to_pcm16(decoder.flush()))
+    sink.flush()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"encode": encode_file, "decode": decode_file, "stream-encode": stream_encode,
+                "stream-decode": stream_decode}
     try:
-        if args.command == "encode":
-            encode_file(args)
-        else:
-            decode_file(args)
+        commands[args.command](args)
+    except BrokenPipeError:  # the reader went away (e.g. aplay stopped): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit has somewhere to go
+        return 0
     except (AudioError, BitstreamError, CheckpointError, ValueError, OSError) as err:
         message = " ".join(str(err).split())  # some library messages span several lines
         print(f"error: {message}", file=sys.stderr)

@@ -133,6 +133,15 @@ class SpectralCodecConfig(CodecConfig):
     kind: ClassVar[str] = "spectral"
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
     vocoder: VocoderConfig = field(default_factory=VocoderConfig)
+    # The streaming variant (see streaming()): causal analysis and convolutions, streaming synthesis.
+    # Hashed into the fingerprint only when True, so offline models keep theirs.
+    causal: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        stages = (self.spectral.mel_stage, self.spectral.code_stage)
+        if self.causal and any(stage.kind != "convnext" for stage in stages):
+            raise ValueError("a causal spectral codec needs ConvNeXt stages")
 
     @property
     def sample_rate(self) -> int:
@@ -141,6 +150,13 @@ class SpectralCodecConfig(CodecConfig):
     @property
     def hop_length(self) -> int:
         return self.vocoder.hop_length * self.spectral.downsample
+
+    @classmethod
+    def streaming(cls, **overrides) -> "SpectralCodecConfig":
+        """The shipped design made causal for streaming (``codec.stream_encoder()``/``stream_decoder()``):
+        parameters named and shaped as the shipped codec's, so its weights warm-start it. A one-sided
+        receptive field twice as long needs more left context for chunked offline encoding."""
+        return cls(**{"causal": True, "chunking": ChunkConfig(encode_context=48, decode_context=64), **overrides})
 
     @classmethod
     def small(cls, **overrides) -> "SpectralCodecConfig":

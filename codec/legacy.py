@@ -49,7 +49,10 @@ def flat_config(config: CodecConfig, unused: Optional[Dict[str, Any]] = None) ->
     """The flat form of ``config``: its own fields, ``sample_rate``, and ``unused`` (``kind`` and the
     other design's fields as a saved file had them; default :data:`UNUSED_DEFAULTS`)."""
     unused = UNUSED_DEFAULTS[type(config)] if unused is None else unused
-    return {"sample_rate": config.sample_rate, **config_to_dict(config), **unused}
+    own = config_to_dict(config)
+    if own.get("causal") is False:  # newer than the flat form: only a causal (streaming) codec hashes it
+        del own["causal"]
+    return {"sample_rate": config.sample_rate, **own, **unused}
 
 
 def config_from_flat(data: Any, where: str = "config") -> Tuple[CodecConfig, Optional[Dict[str, Any]]]:

@@ -17,7 +17,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from vocoder.checkpoint import (CheckpointError, Pretrained, config_from_dict, d
 from vocoder.chunking import ChunkSpan, chunk_spans
 from vocoder.model import Vocoder, mel_fault
 from vocoder.modules import AmplitudePhaseHead, Backbone, SpectrumPrediction
+from vocoder.streaming import StreamingSynthesis
 
 from . import bitstream
 from .bitstream import BitstreamError, StreamHeader
@@ -39,6 +40,9 @@ from .config import CodecConfig, SpectralCodecConfig, WaveformCodecConfig
 from .legacy import config_from_flat, flat_config
 from .quantizer import GroupResidualQuantizer
 from .spectral import MelDecoder, MelEncoder
+
+if TYPE_CHECKING:
+    from .streaming import StreamDecoder, StreamEncoder
 
 DEFAULT_PRETRAINED = Path(__file__).parent / "pretrained" / "default"
 
@@ -121,6 +125,8 @@ class Codec(nn.Module, Pretrained):
                        "quantizer.dead_code_threshold", "quantizer.commitment_weight", "quantizer.quantize_dropout")
     # Whether training judges its output with discriminators (it needs a waveform to judge).
     adversarial_training: ClassVar[bool] = False
+    # Architecture fields a warm start may change (the weights still fit; the fingerprint follows the new value).
+    warm_start_fields: ClassVar[Tuple[str, ...]] = ()
 
     def __new__(cls, config: Optional[CodecConfig] = None, *args: Any, **kwargs: Any) -> "Codec":
         # Codec(config) builds the design of ``config``, as Codec.from_pretrained loads either design.
@@ -155,11 +161,12 @@ class Codec(nn.Module, Pretrained):
 
     def load_weights_from(self, directory: Union[str, Path]) -> None:
         """Copy the weights of a saved codec of the same architecture into this one (warm start); the
-        configs may differ in :attr:`training_fields`. The fingerprint stays the saved model's."""
+        configs may differ in :attr:`training_fields`, which leaves the fingerprint the saved model's, and
+        in :attr:`warm_start_fields` (a spectral codec made causal from an offline one), which changes it."""
         design, saved, legacy = read_saved_codec(Path(directory))
         if design is not type(self):
             raise CheckpointError(f"{directory} holds a {design.__name__}, not a {type(self).__name__}")
-        differing = differing_fields(saved, self.config, self.training_fields)
+        differing = differing_fields(saved, self.config, self.training_fields + self.warm_start_fields)
         if differing:
             raise CheckpointError(f"{directory} holds a model of another configuration than this one "
                                   f"(differs in {', '.join(differing)})")
@@ -335,13 +342,34 @@ class Codec(nn.Module, Pretrained):
                 out[..., span.start * scale:span.stop * scale] = keep
         return out
 
+    # ------------------------------------------------------------------------------------- streaming
+
+    @property
+    def streaming(self) -> bool:
+        """Whether this codec can code a live stream (:meth:`stream_encoder`): a causal design."""
+        return False
+
+    def stream_encoder(self, num_codebooks: Optional[int] = None) -> "StreamEncoder":
+        """A :class:`~codec.streaming.StreamEncoder`: push PCM of any chunk size, get one packet per code
+        frame. Only a causal codec streams (``SpectralCodecConfig.streaming()``)."""
+        from .streaming import StreamEncoder
+        return StreamEncoder(self, num_codebooks)
+
+    def stream_decoder(self) -> "StreamDecoder":
+        """A :class:`~codec.streaming.StreamDecoder`: push packets (``None`` for a lost one), get PCM."""
+        from .streaming import StreamDecoder
+        return StreamDecoder(self)
+
     def compress(self, wav: ArrayLike, sample_rate: int, num_codebooks: Optional[int] = None,
-                 progress: Optional[bool] = None, normalize: bool = True) -> bytes:
+                 progress: Optional[bool] = None, normalize: bool = True,
+                 entropy_coding: bool = bitstream.ENTROPY_CODING_DEFAULT) -> bytes:
         """Encode ``wav`` (any layout and rate) into a ``.grvq`` stream (see :mod:`codec.bitstream`).
 
         ``normalize`` (the default) brings each signal to the training corpus's level (-20 dBFS RMS)
         before encoding and stores the gain that restores its own level, as EnCodec does: quiet and
         loud recordings then code as well as the corpus level, and decompress returns them at their level.
+        ``entropy_coding`` arithmetic-codes the codes with the model's integer context model
+        (:mod:`codec.entropy`, format version 3) when it has a shipped table and that is smaller.
         """
         count = self.quantizer.check_num_codebooks(num_codebooks)
         prepared = prepare_waveform(wav, sample_rate, self.sample_rate)
@@ -351,7 +379,7 @@ class Codec(nn.Module, Pretrained):
             sample_rate=self.sample_rate, batch=codes.shape[0], length=prepared.shape[-1], num_codebooks=count,
             codebook_size=self.codebook_size, hop_length=self.hop_length, num_frames=codes.shape[-1],
             fingerprint=self.fingerprint(), gains_db=tuple(float(-g) for g in gains))
-        return bitstream.pack(header, codes.cpu().numpy())
+        return bitstream.pack(header, codes.cpu().numpy(), entropy_coding=entropy_coding)
 
     def check_stream(self, header: StreamHeader) -> None:
         """Raise :class:`BitstreamError` unless a stream with ``header`` was made by this model."""
@@ -388,13 +416,20 @@ class SpectralCodec(Codec):
     waveform. It trains on mel frames only (:class:`~codec.training.SpectralCodecLoss`)."""
 
     config_class = SpectralCodecConfig
+    warm_start_fields = ("causal",)  # an offline codec's weights start the streaming one (same names and shapes)
 
     def __init__(self, config: Optional[SpectralCodecConfig] = None) -> None:
         config = config or SpectralCodecConfig()
         super().__init__(config)
-        self.encoder = MelEncoder(config.vocoder.mel, config.spectral, config.latent_dim)
-        self.decoder = MelDecoder(config.vocoder.mel, config.spectral, config.latent_dim)
+        self.encoder = MelEncoder(config.vocoder.mel, config.spectral, config.latent_dim, causal=config.causal)
+        self.decoder = MelDecoder(config.vocoder.mel, config.spectral, config.latent_dim, causal=config.causal)
         self.vocoder = Vocoder(config.vocoder)
+        # The causal codec synthesises as it streams (no buffers in the state dict: the same weights).
+        self.synthesis = StreamingSynthesis(self.encoder.frontend) if config.causal else None
+
+    @property
+    def streaming(self) -> bool:
+        return self.config.causal
 
     def load_vocoder(self, vocoder: Vocoder) -> None:
         """Put a (trained) :class:`~vocoder.Vocoder` into this codec: a copy of its weights and its
@@ -414,13 +449,24 @@ class SpectralCodec(Codec):
         return SpectralCodecOutput(quantized.codes, quantized.loss, self.decoder(quantized.quantized), target_mel)
 
     def _check_refine(self, refine: Optional[int]) -> Optional[int]:
+        if self.config.causal and refine:
+            raise ValueError("the causal codec synthesises as it streams, without phase refinement: leave refine unset")
         return refine  # the vocoder checks the value
 
     def _synthesise_codes(self, codes: torch.Tensor, progress: Optional[bool], refine: Optional[int]) -> torch.Tensor:
         """The log-mel chunk by chunk, then the vocoder, whose blocks carry the phase across, so
-        chunked decoding equals decoding the whole signal at once."""
+        chunked decoding equals decoding the whole signal at once. A causal codec synthesises the mel
+        code frame by code frame with :class:`~vocoder.streaming.StreamingSynthesis`, exactly as its
+        :class:`~codec.streaming.StreamDecoder` does."""
         downsample = self.config.spectral.downsample
         mel = _checked_mel(self._decode_frames(codes, progress, self.vocoder.n_mels, downsample, self.decoder))
+        if self.synthesis is not None:
+            with torch.inference_mode():
+                state = self.synthesis.initial_state(mel.shape[0], mel.device)
+                pieces = [self.synthesis.step(mel[..., first:first + downsample], state)
+                          for first in range(0, mel.shape[-1], downsample)]
+                audio = torch.cat([*pieces, self.synthesis.flush(state)], -1)
+            return audio[:, None].clone()  # a normal tensor, as in _encode
         with self._evaluating():
             return self.vocoder.decode(mel, refine=refine, chunk_frames=self.config.chunking.frames * downsample,
                                        progress=progress)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from vocoder.modules import Backbone, BackboneConfig
+from vocoder.modules import Backbone, BackboneConfig, CausalConv1d, CausalConvTranspose1d, StreamCache
 from vocoder.spectral import MelConfig, MelSpectrogram
+from vocoder.streaming import CausalMelSpectrogram
 
 
 def default_stage() -> BackboneConfig:
@@ -45,17 +46,25 @@ class SpectralConfig:
 
 
 class MelEncoder(nn.Module):
-    """Waveform ``[B, 1, T]`` -> log-mel ``[B, n_mels, T // mel_hop]`` -> latent ``[B, D, T // hop]``."""
+    """Waveform ``[B, 1, T]`` -> log-mel ``[B, n_mels, T // mel_hop]`` -> latent ``[B, D, T // hop]``.
 
-    def __init__(self, mel: MelConfig, config: SpectralConfig, latent_dim: int) -> None:
+    ``causal=True`` (the streaming codec): the mel frames end at their hop (no lookahead,
+    :class:`~vocoder.streaming.CausalMelSpectrogram`) and every convolution is padded on the left only,
+    so code frame ``f`` depends on samples before ``(f + 1) * hop`` only; same parameters as the
+    centred encoder. :meth:`step` encodes a stream hop by hop."""
+
+    def __init__(self, mel: MelConfig, config: SpectralConfig, latent_dim: int, causal: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.frontend = MelSpectrogram(mel)
+        self.causal = causal
+        self.frontend = CausalMelSpectrogram(mel) if causal else MelSpectrogram(mel)
         d = config.downsample
-        self.mel_stage = Backbone(mel.n_mels, config.mel_stage)
-        # kernel 2d, stride d, padding d/2 (rounded down): exactly N / d output frames for N divisible by d.
-        self.down = nn.Conv1d(config.mel_stage.dim, config.code_stage.dim, 2 * d, stride=d, padding=d // 2)
-        self.code_stage = Backbone(config.code_stage.dim, config.code_stage)
+        self.mel_stage = Backbone(mel.n_mels, config.mel_stage, causal=causal)
+        if causal:  # kernel 2d, stride d, d frames of left padding: this code frame's mel frames and the last one's
+            self.down: nn.Conv1d = CausalConv1d(config.mel_stage.dim, config.code_stage.dim, 2 * d, stride=d)
+        else:  # kernel 2d, stride d, padding d/2 (rounded down): exactly N / d output frames for N divisible by d.
+            self.down = nn.Conv1d(config.mel_stage.dim, config.code_stage.dim, 2 * d, stride=d, padding=d // 2)
+        self.code_stage = Backbone(config.code_stage.dim, config.code_stage, causal=causal)
         self.project = nn.Conv1d(config.code_stage.dim, latent_dim, 1)
 
     def normalise(self, log_mel: torch.Tensor) -> torch.Tensor:
@@ -69,24 +78,42 @@ class MelEncoder(nn.Module):
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         return self.encode_mel(self.frontend(wav))
 
+    def step(self, samples: torch.Tensor, cache: StreamCache) -> torch.Tensor:
+        """Latent ``[B, D, k]`` of the newly pushed ``samples [B, k * hop]`` (causal encoders only)."""
+        h = self.mel_stage.step(self.normalise(self.frontend.step(samples, cache)), cache)
+        return self.project(self.code_stage.step(self.down.step(h, cache), cache))
+
 
 class MelDecoder(nn.Module):
-    """Quantized latent ``[B, D, F]`` -> log-mel ``[B, n_mels, F * downsample]``."""
+    """Quantized latent ``[B, D, F]`` -> log-mel ``[B, n_mels, F * downsample]``.
 
-    def __init__(self, mel: MelConfig, config: SpectralConfig, latent_dim: int) -> None:
+    ``causal=True``: left-padded convolutions and a transposed convolution cut on the right, so the
+    mel frames of code frame ``f`` depend on codes up to ``f`` only; same parameters. :meth:`step`
+    decodes a stream code frame by code frame."""
+
+    def __init__(self, mel: MelConfig, config: SpectralConfig, latent_dim: int, causal: bool = False) -> None:
         super().__init__()
         self.config = config
         self.log_floor = float(torch.log(torch.tensor(mel.log_floor)))
         d = config.downsample
-        self.code_stage = Backbone(latent_dim, config.code_stage)
-        self.up = nn.ConvTranspose1d(config.code_stage.dim, config.mel_stage.dim, 2 * d, stride=d,
-                                     padding=d // 2)
-        self.mel_stage = Backbone(config.mel_stage.dim, config.mel_stage)
+        self.code_stage = Backbone(latent_dim, config.code_stage, causal=causal)
+        if causal:
+            self.up: nn.ConvTranspose1d = CausalConvTranspose1d(config.code_stage.dim, config.mel_stage.dim, 2 * d, d)
+        else:
+            self.up = nn.ConvTranspose1d(config.code_stage.dim, config.mel_stage.dim, 2 * d, stride=d,
+                                         padding=d // 2)
+        self.mel_stage = Backbone(config.mel_stage.dim, config.mel_stage, causal=causal)
         self.project = nn.Conv1d(config.mel_stage.dim, mel.n_mels, 1)
+
+    def _log_mel(self, h: torch.Tensor) -> torch.Tensor:
+        # A log-mel never goes below the analysis floor: clamping keeps decoded mels in range.
+        return (self.project(h) * self.config.mel_scale + self.config.mel_mean).clamp(min=self.log_floor)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         frames = latent.shape[-1] * self.config.downsample
         h = self.up(self.code_stage(latent))[..., :frames]
-        normalised = self.project(self.mel_stage(h))
-        # A log-mel never goes below the analysis floor: clamping keeps decoded mels in range.
-        return (normalised * self.config.mel_scale + self.config.mel_mean).clamp(min=self.log_floor)
+        return self._log_mel(self.mel_stage(h))
+
+    def step(self, latent: torch.Tensor, cache: StreamCache) -> torch.Tensor:
+        """Log-mel ``[B, n_mels, k * downsample]`` of the newly pushed latent frames ``[B, D, k]`` (causal only)."""
+        return self._log_mel(self.mel_stage.step(self.up.step(self.code_stage.step(latent, cache), cache), cache))

