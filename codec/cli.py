@@ -26,7 +26,7 @@ from vocoder.checkpoint import CheckpointError
 from vocoder.cli import (RANDOM_INIT_SEED, OneLineParser, check_input_file, check_output_path, default_device,
                          parse_device, seeded, write_atomically)
 
-from .bitstream import ENTROPY_CODING_DEFAULT, BitstreamError
+from .bitstream import CODING_CONTEXT, ENTROPY_CODING_DEFAULT, BitstreamError, read_header
 from .model import Codec, SpectralCodec
 from .streaming import STREAM_HEAD_BYTES, StreamPreamble, frame_packet, read_exactly, read_framed, to_pcm16
 
@@ -111,9 +111,10 @@ def encode_file(args: argparse.Namespace) -> None:
                           entropy_coding=args.entropy_coding)
     write_atomically(args.output, lambda path: path.write_bytes(data))
     duration = wav.shape[-1] / sample_rate
+    coding = "entropy-coded" if read_header(data).coding == CODING_CONTEXT else "fixed-width codes"
     print(f"{args.input} -> {args.output}: {duration:.2f} s, {num_codebooks} codebooks, "
-          f"{model.bitrate_for(num_codebooks) / 1000:.2f} kbps; {args.input.stat().st_size} -> {len(data)} bytes "
-          f"({8 * len(data) / duration / 1000:.2f} kbps with header)")
+          f"{model.bitrate_for(num_codebooks) / 1000:.2f} kbps nominal, {coding}; {args.input.stat().st_size} -> "
+          f"{len(data)} bytes ({8 * len(data) / duration / 1000:.2f} kbps with header)")
 
 
 def decode_file(args: argparse.Namespace) -> None:
