@@ -265,8 +265,8 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         if table is None:
             raise BitstreamError(f"stream is entropy-coded with table {header.table_id.hex()}, which this "
                                  "toolkit does not have")
-        if table.fingerprint != header.fingerprint or table.codebook_size != header.codebook_size:
-            raise BitstreamError(f"entropy table {header.table_id.hex()} belongs to another model")
+        if table.codebook_size != header.codebook_size:  # (whether the model fits is the model's check)
+            raise BitstreamError(f"entropy table {header.table_id.hex()} is for another codebook size")
         try:
             codes = entropy.decode_codes(body[start:], table, header.batch, header.num_codebooks, header.num_frames)
         except entropy.EntropyError as err:
