@@ -358,6 +358,30 @@ class StreamDecoder:
         return codec.synthesis.step(mel, self._synthesis)[0].cpu().numpy()
 
 
+# ------------------------------------------------------------------------------ lossy channel, simulated
+
+
+def random_losses(count: int, rate: float, seed: int = 0) -> np.ndarray:
+    """A packet-loss pattern for ``count`` packets: each lost (True) on its own with probability ``rate``,
+    drawn from ``numpy.random.default_rng(seed)`` (the same seed, the same pattern)."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"a loss rate lies in [0, 1), got {rate}")
+    return np.random.default_rng(seed).random(count) < rate
+
+
+def decode_with_losses(codec: "Codec", packets: List[bytes], lost: np.ndarray,
+                       length: Optional[int] = None) -> np.ndarray:
+    """``packets`` (a whole stream, flushed) through a :class:`StreamDecoder`, those where ``lost`` is
+    True pushed as ``None`` (concealed), then flushed: the audio aligned with the encoder's input,
+    cut to ``length`` samples when given (the input's length)."""
+    if len(lost) != len(packets):
+        raise ValueError(f"{len(lost)} loss flags for {len(packets)} packets")
+    decoder = codec.stream_decoder()
+    pieces = [decoder.push(None if gone else packet) for packet, gone in zip(packets, lost)]
+    audio = np.concatenate([*pieces, decoder.flush()])
+    return audio if length is None else audio[:length]
+
+
 # ------------------------------------------------------------------------------ CLI stream format
 
 STREAM_MAGIC = b"GRVS"

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from codec import BitstreamError, Codec, SpectralCodec, SpectralCodecConfig
 from codec.model import DEFAULT_PRETRAINED
-from codec.streaming import (PACKET_OVERHEAD, Packet, PacketLayout, StreamPreamble, algorithmic_latency, frame_packet,
-                             pack_packet, unpack_packet)
+from codec.streaming import (PACKET_OVERHEAD, Packet, PacketLayout, StreamPreamble, algorithmic_latency,
+                             decode_with_losses, frame_packet, pack_packet, random_losses, unpack_packet)
 from vocoder.phase import PhaseState, pghi_phase, pghi_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +158,23 @@ def test_sequence_gaps_are_concealed_and_late_packets_dropped(model, speech):
     lengths.append(len(decoder.push(packets[6])))  # late: its time has passed
     lengths.append(len(decoder.push(packets[9])))
     assert lengths == [0, HOP, HOP, HOP, HOP, 4 * HOP, 0, HOP]
+
+
+def test_random_losses_are_seeded_at_the_rate_asked_and_decode_to_the_input_length(model, speech):
+    lost = random_losses(20_000, 0.05, seed=3)
+    assert lost.dtype == bool and np.array_equal(lost, random_losses(20_000, 0.05, seed=3))
+    assert not np.array_equal(lost, random_losses(20_000, 0.05, seed=4))
+    assert abs(lost.mean() - 0.05) < 0.006 and not random_losses(100, 0.0).any()
+    with pytest.raises(ValueError):
+        random_losses(10, 1.0)
+    packets, _, clean = stream(model, speech, 4096)
+    assert np.array_equal(decode_with_losses(model, packets, np.zeros(len(packets), bool)), clean)
+    lost = random_losses(len(packets), 0.3, seed=0)
+    assert 0 < lost.sum() < len(packets)
+    audio = decode_with_losses(model, packets, lost, len(speech))
+    assert audio.shape == speech.shape and np.isfinite(audio).all()
+    with pytest.raises(ValueError):
+        decode_with_losses(model, packets, lost[:-1])
 
 
 def test_packets_round_trip_in_both_modes(model):
