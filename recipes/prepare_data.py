@@ -11,8 +11,10 @@ sonic-pi-samples, lmms-common, megaglest-data, warzone2100-data, 0ad-data, and t
 flight-of-the-amazon-queen, fillets-ng-data-cs and asterisk-core-sounds-{fr,ru}-g722 (G.722, decoded
 with Debian's ``ffmpeg``), gcompris-qt-data and openttd-opensfx, the everyday sounds that
 ``caption_rules/everyday.tsv`` picks out of bucklespring-data, minetest-data, supertuxkart-data,
-supertux-data, tuxmath-data, btanks-data, simutrans-pak64, lincity-ng-data and frozen-bubble-data
-(keyboard, glass, doors, clock, horns, sirens, fireworks, trains, planes; the rest of each is left out);
+supertux-data, tuxmath-data, btanks-data, simutrans-pak64, lincity-ng-data, frozen-bubble-data,
+qabcs-data, scorched3d-data, heroes-sound-effects, brainparty-data, pekka-kana-2-data,
+minetest-mod-homedecor and gnome-shell-pomodoro-data (keyboard, glass, doors, clocks, horns, sirens,
+fireworks, trains, planes, roosters, crows, frogs, cats, a toilet; the rest of each is left out);
 and, only when named,
 ``fluidsynth-gm``: General MIDI clips rendered with the ``fluidsynth`` command from
 fluid-soundfont-gm, see :mod:`recipes.render_midi`). Also only when named: the evaluation-only sources

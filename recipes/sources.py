@@ -395,6 +395,21 @@ PACKAGES: Dict[str, Callable[[Path, str], Iterator[SourceFile]]] = {
     "lincity-ng-data": listed_collector("usr/share/games/lincity-ng/sounds"),
     # Snoring, a typewriter key, applause.
     "frozen-bubble-data": listed_collector("usr/share/games/frozen-bubble/snd"),
+    # The alphabet's picture sounds: cat, rooster, crow, frog, clock and watch ticking, farm and wild animals,
+    # a keyboard, a helicopter, a train horn, a fire (its spoken letters and words, in 7 languages, are left out).
+    "qabcs-data": listed_collector("usr/share/qabcs/abcs/all/noises"),
+    # Car horns, a rooster, frogs, dogs, cows, sirens, helicopters, jets, rain, thunder, birds, waves, bees.
+    "scorched3d-data": listed_collector("usr/share/games/scorched3d/data/globalmods"),
+    # Two ticking clocks, a car horn, a cheering crowd.
+    "heroes-sound-effects": listed_collector("usr/share/games/heroes/sfx"),
+    # A cat meowing, glass breaking.
+    "brainparty-data": listed_collector("usr/share/games/brainparty"),
+    # A rooster crowing, crows cawing, a hen, a chick, a cow.
+    "pekka-kana-2-data": listed_collector("usr/share/games/pekka-kana-2/data"),
+    # A toilet flushing, a tap, a shower, creaking doors, a doorbell (its fire is minetest-data's).
+    "minetest-mod-homedecor": listed_collector("usr/share/games/minetest/mods/homedecor"),
+    # A clock and a kitchen timer ticking, four minutes of birdsong.
+    "gnome-shell-pomodoro-data": listed_collector("usr/share/gnome-pomodoro/sounds"),
     # Rendered, not recorded: General MIDI programs played by fluidsynth from fluid-soundfont-gm's samples.
     "fluidsynth-gm": collect_fluidsynth,
     # Evaluation only (EVALUATION_ONLY_SOURCES), picked out by caption_rules/evaluation.tsv:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from recipes.captions import everyday_caption
+from recipes.captions import everyday_caption, gcompris_caption
 from recipes.coverage import caption_classes
 from recipes.data import read_manifest
 from recipes.prepare_data import build_corpus, main as prepare_main
@@ -282,6 +282,34 @@ PICKED = {  # path under usr/share -> the caption everyday.tsv gives it (None: l
     "games/lincity-ng/sounds/Health3.wav": "an ambulance siren",
     "games/lincity-ng/sounds/Health2.wav": None,  # named by its building only: left out
     "games/frozen-bubble/snd/snore.ogg": "a person snoring",
+    "games/supertux2/sounds/ticking.wav": "a clock ticking",
+    "qabcs/abcs/all/noises/watch.ogg": "a watch ticking",
+    "qabcs/abcs/all/noises/calf.ogg": "a calf mooing",
+    "qabcs/abcs/all/noises/eagle-owl.ogg": "an owl hooting",
+    "qabcs/abcs/all/noises/horn.ogg": "a bulb horn honking",  # a toy bulb horn, not a car's
+    "qabcs/abcs/all/noises/mouse.ogg": "a mouse squeaking",  # the animal, not a computer mouse
+    "qabcs/abcs/all/noises/rocket.ogg": None,  # a synthesised whistle
+    "qabcs/abcs/en/sounds/words/rooster.ogg": None,  # the spoken word, not the picture's sound
+    "games/scorched3d/data/globalmods/apoc/data/wav/misc/carhorn3.wav": "a car horn honking",
+    "games/scorched3d/data/globalmods/apoc/data/wav/misc/dog2.wav": "a dog barking",
+    "games/scorched3d/data/globalmods/none/data/wav/misc/frogs.wav": "frogs croaking at night",
+    "games/scorched3d/data/globalmods/none/data/wav/misc/f18_2.wav": "a jet plane flying by",
+    "games/scorched3d/data/globalmods/apoc/data/wav/misc/cessna.wav": None,  # unreadable
+    "games/scorched3d/data/globalmods/none/data/wav/misc/lava1.wav": None,
+    "games/heroes/sfx/clock02.wav": "a clock ticking",
+    "games/heroes/sfx/claxon.wav": "a car horn honking",
+    "games/heroes/sfx/sleep.wav": None,  # not clearly snoring
+    "games/brainparty/meow.wav": "a cat meowing",
+    "games/brainparty/mouse_click.wav": None,  # too short to keep
+    "games/pekka-kana-2/data/sfx/doodle.wav": "a rooster crowing",
+    "games/pekka-kana-2/data/sprites/p_doodle.wav": None,  # the same crow, shortened
+    "games/pekka-kana-2/data/sprites/crow_ko.wav": "a crow cawing",
+    "games/pekka-kana-2/data/sprites/frog_att.wav": None,
+    "games/minetest/mods/homedecor/homedecor_bathroom/sounds/homedecor_toilet_flush.ogg": "a toilet flushing",
+    "games/minetest/mods/homedecor/homedecor_gastronomy/sounds/toaster.ogg": None,
+    "games/minetest/mods/homedecor/fake_fire/sounds/fire_small.ogg": None,  # minetest-data's fire_small, again
+    "gnome-pomodoro/sounds/timer.ogg": "a kitchen timer ticking",
+    "gnome-pomodoro/sounds/loud-bell.ogg": None,
 }
 
 
@@ -310,7 +338,9 @@ def test_listed_collectors_caption_pick_and_decode(tmp_path: Path) -> None:
 
 def test_every_everyday_package_has_a_collector_and_is_not_reserved() -> None:
     for name in ("bucklespring-data", "minetest-data", "supertuxkart-data", "supertux-data", "tuxmath-data",
-                 "btanks-data", "simutrans-pak64", "lincity-ng-data", "frozen-bubble-data"):
+                 "btanks-data", "simutrans-pak64", "lincity-ng-data", "frozen-bubble-data", "qabcs-data",
+                 "scorched3d-data", "heroes-sound-effects", "brainparty-data", "pekka-kana-2-data",
+                 "minetest-mod-homedecor", "gnome-shell-pomodoro-data"):
         assert name in PACKAGES and name not in NOT_IN_ALL and not is_reserved(name)
 
 
@@ -332,4 +362,57 @@ def test_every_everyday_package_has_a_collector_and_is_not_reserved() -> None:
     ("a steam whistle blowing", []),
 ])
 def test_everyday_captions_map_to_their_classes(caption: str, classes: list) -> None:
+    assert caption_classes(caption) == classes
+
+
+def test_qabcs_collector_reads_only_the_picture_sounds(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    for relative in ("all/noises/cat.ogg", "all/noises/watch.ogg", "all/noises/rocket.ogg", "en/sounds/words/cat.ogg"):
+        path = root / "usr/share/qabcs/abcs" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tone(fmt="OGG"))
+    items = list(PACKAGES["qabcs-data"](root, "qabcs-data"))
+    assert [(i.recording_id, i.caption) for i in items] == [
+        ("qabcs-data/cat.ogg", "a cat meowing"), ("qabcs-data/rocket.ogg", None),
+        ("qabcs-data/watch.ogg", "a watch ticking")]
+
+
+def test_gcompris_rules_caption_the_knock_and_the_helicopter() -> None:
+    activities = "gcompris/src/activities"
+    assert gcompris_caption(f"{activities}/melody/resource/knock.wav") == "knocking on a door"
+    assert gcompris_caption(f"{activities}/guessnumber/resource/helicopter.wav") == "a helicopter flying"
+    assert gcompris_caption(f"{activities}/clickgame/resource/drip.wav") is None  # under 0.1 s
+
+
+@pytest.mark.parametrize("caption, classes", [
+    ("a rooster crowing", ["rooster"]),
+    ("a crow cawing", ["crow"]),
+    ("a cat meowing", ["cat"]),
+    ("a frog croaking", ["frog"]),
+    ("frogs croaking at night", ["frog"]),
+    ("a clock ticking", ["clock_tick"]),
+    ("a watch ticking", ["clock_tick"]),
+    ("a kitchen timer ticking", ["clock_tick"]),
+    ("knocking on a door", ["door_wood_knock"]),
+    ("a door creaking shut", ["door_wood_creaks"]),
+    ("a toilet flushing", ["toilet_flush"]),
+    ("a calf mooing", ["cow"]),
+    ("a fire truck siren wailing", ["siren"]),
+    ("a police car siren", ["siren"]),
+    ("a train horn blowing", ["train"]),
+    ("a tractor engine running", ["engine"]),
+    ("a jet plane flying by", ["airplane"]),
+    ("bees buzzing", ["insects"]),
+    ("a grasshopper chirping", ["insects"]),
+    ("a sparrow chirping", ["chirping_birds"]),
+    ("birds singing in a forest", ["chirping_birds"]),
+    ("typing on a computer keyboard", ["keyboard_typing"]),
+    ("a goose honking", []),  # honking, but no car horn
+    ("a bulb horn honking", []),
+    ("a mouse squeaking", []),  # the animal, not mouse_click
+    ("a wolf howling", []),
+    ("a doorbell ringing", []),
+    ("water running from a tap", []),
+])
+def test_third_batch_captions_map_to_their_classes(caption: str, classes: list) -> None:
     assert caption_classes(caption) == classes
