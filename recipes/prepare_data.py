@@ -355,10 +355,13 @@ def gather_sources(packages: Sequence[str], cache_dir: Path, deb_dir: Optional[P
 
 def chosen_packages(names: Sequence[str]) -> List[str]:
     """``--packages``: ``all`` is every known package but :data:`recipes.sources.NOT_IN_ALL` (the rendered
-    GM clips and the evaluation-only sources, which are built only when named), ``none`` is none."""
-    if list(names) == ["all"]:
-        return [name for name in PACKAGES if name not in NOT_IN_ALL and not is_evaluation_only(name)]
-    return [] if list(names) == ["none"] else list(names)
+    GM clips and the evaluation-only sources, which are built only when named) and may be followed by
+    more names (``all fluidsynth-gm``); ``none`` is none. Each package once, in the order given."""
+    if list(names) == ["none"]:
+        return []
+    everything = [name for name in PACKAGES if name not in NOT_IN_ALL and not is_evaluation_only(name)]
+    chosen = [package for name in names for package in (everything if name == "all" else [name])]
+    return list(dict.fromkeys(chosen))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -366,7 +369,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="corpus folder (audio/ and manifest.jsonl)")
     parser.add_argument("--packages", nargs="+", default=["all"],
-                        help=f"Debian packages to use, 'all' (all but {', '.join(NOT_IN_ALL)}) or 'none' (known: {', '.join(PACKAGES)})")
+                        help=f"Debian packages to use, 'all' (all but {', '.join(NOT_IN_ALL)}; more names may follow it) "
+                             f"or 'none' (known: {', '.join(PACKAGES)})")
     parser.add_argument("--audio-dir", type=Path, action="append", default=[],
                         help="a folder of your own audio (repeatable); captions: sidecar NAME.txt or captions.csv")
     parser.add_argument("--source-name", help="source label for --audio-dir files (default: the folder name)")

@@ -78,6 +78,8 @@ def test_evaluation_sources_are_collected_but_never_in_all_and_never_trained_on(
     assert not any(is_evaluation_only(name) for name in everything) and "minetest-data" in everything
     assert chosen_packages(["lugaru-data", "wesnoth-1.16-data"]) == ["lugaru-data", "wesnoth-1.16-data"]
     assert chosen_packages(["none"]) == []
+    # "all" takes more names after it (each package once), so the rendered GM clips join with one word.
+    assert chosen_packages(["all", "fluidsynth-gm", "minetest-data"]) == [*everything, "fluidsynth-gm"]
 
 
 def test_evaluation_collector_puts_every_recording_in_the_test_split(tmp_path: Path) -> None:
