@@ -31,3 +31,14 @@ def test_auto_on_cuda_asks_the_device(monkeypatch):
     assert resolve_precision("auto", "gpu") == "32-true"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert resolve_precision("auto", "cuda") == "bf16-mixed"
+
+
+def test_codec_recipe_defaults_to_auto_and_smoke_runs_pin_fp32():
+    from recipes.config import load_recipe_config
+
+    assert load_recipe_config("codec")["trainer"]["precision"] == "auto"
+    streaming = load_recipe_config("codec", "recipes/configs/codec_streaming.yaml")
+    assert streaming["trainer"]["precision"] == "auto"
+    # the tests' tiny runs compute alike on machines with and without bfloat16
+    assert load_recipe_config("codec", smoke=True)["trainer"]["precision"] == "32-true"
+    assert load_recipe_config("lm")["trainer"]["precision"] == "32-true"
