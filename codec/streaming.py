@@ -9,10 +9,11 @@
 Design (``SpectralCodecConfig(causal=True)``): the mel frames end at their hop and every convolution is
 padded on the left only, so a packet exists as soon as its 20 ms frame has been pushed (no lookahead);
 the decoder's convolutions are causal too and its :class:`~vocoder.streaming.StreamingSynthesis`
-(mel pseudo-inverse amplitude, zero-delay RTPGHI, overlap-add) makes each sample final 20 ms after the
-newest analysed one: :func:`algorithmic_latency` is 40 ms. Both objects work one code frame at a time
-whatever the chunking, so their output does not depend on it, and :meth:`Codec.decode` of the same codes
-gives the same audio (up to float rounding in the convolutions: they run over whole signals there).
+(mel pseudo-inverse amplitude, zero-delay RTPGHI, two mel-consistent RTISI iterations, overlap-add)
+makes each sample final 20 ms after the newest analysed one: :func:`algorithmic_latency` is 40 ms. Both
+objects work one code frame at a time whatever the chunking, so their output does not depend on it, and
+:meth:`Codec.decode` of the same codes gives the same spectrogram (its convolutions run over whole
+signals, so float rounding differs, and the phase iterations carry that into the phase track).
 
 Packet layout (one code frame; integers little-endian)::
 

@@ -178,6 +178,18 @@ def pghi_step(log_magnitude: torch.Tensor, win_length: int, hop_length: int,
     return _wrap(torch.gather(previous.phase.float(), -1, root) + total)
 
 
+def match_mel(magnitude: torch.Tensor, target_mel: torch.Tensor, fbank: torch.Tensor, coverage: torch.Tensor,
+              floor: float) -> torch.Tensor:
+    """Rescale ``magnitude [B, bins, N]`` so that its mel equals ``target_mel [B, n_mels, N]`` (linear):
+    each bin takes the filter-weighted mean of the gains of the bands it belongs to (``fbank [n_mels,
+    bins]``, ``coverage = fbank.sum(0)``); bins outside every filter keep their magnitude."""
+    current = torch.matmul(fbank, magnitude)
+    ratio = target_mel / current.clamp(min=floor)
+    gain = torch.matmul(fbank.T, ratio) / coverage.clamp(min=1e-8)[:, None]
+    gain = torch.where(coverage[:, None] > 0, gain, torch.ones_like(gain))
+    return magnitude * gain
+
+
 class PhaseRefiner(torch.nn.Module):
     """Fast Griffin-Lim on the STFT of a :class:`MelSpectrogram`'s framing.
 
@@ -200,14 +212,7 @@ class PhaseRefiner(torch.nn.Module):
         return self.istft(spectrum.real, spectrum.imag)
 
     def _match_mel(self, magnitude: torch.Tensor, target_mel: torch.Tensor) -> torch.Tensor:
-        """Rescale ``magnitude [B, bins, N]`` so that its mel equals ``target_mel [B, n_mels, N]``."""
-        fbank = self.mel.fbank  # [n_mels, bins]
-        current = torch.matmul(fbank, magnitude)
-        ratio = target_mel / current.clamp(min=self.mel.config.log_floor)
-        # Each bin takes the filter-weighted mean of the gains of the bands it belongs to.
-        gain = torch.matmul(fbank.T, ratio) / self.coverage.clamp(min=1e-8)[:, None]
-        gain = torch.where(self.coverage[:, None] > 0, gain, torch.ones_like(gain))
-        return magnitude * gain
+        return match_mel(magnitude, target_mel, self.mel.fbank, self.coverage, self.mel.config.log_floor)
 
     @torch.no_grad()
     def forward(self, magnitude: torch.Tensor, phase: Optional[torch.Tensor] = None, iterations: int = 8,
