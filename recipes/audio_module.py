@@ -220,6 +220,14 @@ class AudioGanModule(L.LightningModule):
         schedulers = [torch.optim.lr_scheduler.ExponentialLR(opt, decay) for opt in (gen, disc)]
         return [gen, disc], [{"scheduler": s, "interval": "step"} for s in schedulers]
 
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """A resumed run decays its learning rate by this run's ``optim.lr_decay`` from the rate the
+        checkpoint had reached: the schedulers' saved state would otherwise keep the old factor silently
+        (a cool-down is a resume with a smaller decay)."""
+        for state in checkpoint.get("lr_schedulers", []):
+            if "gamma" in state:
+                state["gamma"] = self.optim["lr_decay"]
+
     def adversarial_active(self) -> bool:
         return self.global_step >= self.optim["adversarial_start_step"]
 

@@ -77,6 +77,19 @@ def test_codec_recipe_trains_exports_and_resumes(codec_run, tiny_corpus):
         [dict((k, v) for k, v in row.items() if v) for row in earlier]
 
 
+def test_a_resumed_run_decays_its_learning_rate_as_its_own_config_says(codec_run, tiny_corpus, tmp_path):
+    run_dir = tmp_path / "cooled"
+    shutil.copytree(codec_run, run_dir)
+    before = last_step(run_dir)
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    rate = saved["optimizer_states"][0]["param_groups"][0]["lr"]
+    train("codec", run_dir, f"data.manifest={tiny_corpus}", "optim.lr_decay=0.5",
+          extra=(*WAVEFORM, "--resume", "--max-steps", str(before + 2)))
+    resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert [state["gamma"] for state in resumed["lr_schedulers"]] == [0.5, 0.5]
+    assert resumed["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(rate * 0.25)
+
+
 def test_damaged_checkpoint_and_changed_model_are_one_line_errors(codec_run, tiny_corpus, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(codec_run, run_dir)
