@@ -21,6 +21,10 @@ shipped offline codec at the same bitrate (``encode``/``decode`` as ``recipes.ev
 6 kbps and Codec2 2.4 kbps. Against the targets: streaming without loss within 0.2 PESQ and 0.03 STOI of
 offline, above Codec2 2.4 kbps on both, and 5 % loss costing at most 0.3 PESQ.
 
+**Bits.** The packets' payload (fixed codes) and wire rates, and on every clip set of
+``recipes.evaluate`` the bits per second of the same model's ``.grvq`` streams entropy-coded with the
+table beside its weights (``recipes.fit_entropy``), against the nominal rate.
+
     python benchmarks/bench_streaming.py [--threads 1] [--repeats 5] [--seconds 4] [--model DIR]
         [--manifest ~/.cache/grvq-toolkit/corpus3/manifest.jsonl] [--clips 24] [--loss 0 5 10]
         [--json PATH] [--no-quality]
@@ -46,6 +50,9 @@ from codec import Codec, SpectralCodec, SpectralCodecConfig  # noqa: E402
 from codec.model import DEFAULT_PRETRAINED, read_saved_codec  # noqa: E402
 from codec.streaming import algorithmic_latency, decode_with_losses, random_losses  # noqa: E402
 from recipes.evaluate import CLIP_SETS, HELD_OUT_SPEECH, SAMPLE_RATE, choose_clips, codec2, opus, score  # noqa: E402
+from bench_entropy import entropy_rates  # noqa: E402
+from codec import entropy  # noqa: E402
+from codec.streaming import PACKET_OVERHEAD  # noqa: E402
 from timing import count_parameters, interleaved_timings  # noqa: E402
 from vocoder.metrics import MetricAverager  # noqa: E402
 
@@ -250,6 +257,32 @@ def report_quality(model: Codec, manifest: Path, clips: int, max_seconds: float,
     return results
 
 
+def report_bits(model: Codec, manifest: Path, clips: int, max_seconds: float) -> dict:
+    """Bits per second per clip set: the packets' fixed codes, and ``.grvq`` streams of the same codes
+    entropy-coded with the table beside the model's weights (when it has one)."""
+    books = model.num_codebooks
+    fixed = model.bitrate_for(books)
+    wire = fixed + 8 * PACKET_OVERHEAD * model.frame_rate
+    print(f"\nbits per second: packets carry fixed codes, {fixed:.0f} b/s of payload ({wire:.0f} b/s with each "
+          f"packet's {PACKET_OVERHEAD}-byte head and CRC; a packet must decode on its own, and entropy coding inside "
+          "one 20 ms packet saves nothing: benchmarks/bench_entropy.py --packet-frames)")
+    table = entropy.table_for(model.fingerprint())
+    if table is None:
+        print("  no entropy table beside this model: `python -m recipes.fit_entropy --model DIR` fits one")
+        return {"packet_payload_bps": fixed, "packet_wire_bps": wire}
+    print(f"  .grvq version 3 (entropy-coded with table {table.table_id.hex()}), first {max_seconds:g} s of up to "
+          f"{clips} clips per set:")
+    print(f"  {'clip set':58} {'b/s':>6} {'saving':>8}")
+    rows = {}
+    for clip_set in CLIP_SETS:
+        chosen = choose_clips(manifest, replace(clip_set, count=clips), max_seconds)
+        if chosen:
+            bps = entropy_rates(model, table, chosen)["bps"][books]
+            rows[clip_set.name] = bps
+            print(f"  {clip_set.name:58} {bps:6.0f} {1 - bps / fixed:8.1%}", flush=True)
+    return {"packet_payload_bps": fixed, "packet_wire_bps": wire, "grvq_entropy_bps": rows}
+
+
 def quality_skipped(args: argparse.Namespace) -> Optional[str]:
     """Why the quality rows cannot run (None: they can)."""
     if args.no_quality:
@@ -300,6 +333,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         with torch.inference_mode():
             results["quality"] = report_quality(model, args.manifest, args.clips, args.max_seconds, args.loss)
+            results["bits"] = report_bits(model, args.manifest, args.clips, args.max_seconds)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -31,9 +31,12 @@ mixed with integer weights, and rows also count the stream's own codes as it goe
 so long files learn their speaker. A uniform floor of ``1 / 2**FLOOR_SHARE_BITS`` of the range keeps
 every code codable and bounds how many codes a payload byte can hold (see :func:`max_codes`).
 
-The shipped tables live in ``codec/entropy_tables/<table id>.npz``, each naming the model
-fingerprint it belongs to; a stream names its table by id, so a decoder refuses a stream whose table
-it does not have instead of decoding garbage. :func:`fit_table` builds one for any codec.
+The shipped offline codec's table lives in ``codec/entropy_tables/<table id>.npz``; any other model
+keeps its table beside its weights as ``entropy_table.npz`` (:data:`TABLE_FILE`, read by
+``Codec.from_pretrained`` and written by ``save_pretrained``). Each table names the model fingerprint
+it belongs to; a stream names its table by id, so a decoder refuses a stream whose table it does not
+have instead of decoding garbage. :func:`fit_table` builds one for any codec (``python -m
+recipes.fit_entropy --model DIR --manifest M`` fits and saves it from a corpus).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -53,6 +57,7 @@ PROB_BITS = 16  # mixture weights and the unigram prior sum to 2**16
 COUNT_LIMIT = 1 << 20  # a context row's counts are halved when they pass this (int64 headroom)
 TABLE_ID_BYTES = 4
 TABLES_DIR = Path(__file__).parent / "entropy_tables"
+TABLE_FILE = "entropy_table.npz"  # a model's own table, beside its weights
 CONTEXT_KINDS = ("prev", "level0", "group0", "geometric")
 RANK_BUCKET_EDGES = (0, 1, 4, 16, 64)  # the previous code's own rank picks the geometric table:
 RANK_BUCKETS = len(RANK_BUCKET_EDGES) + 1  # bucket 0 = no previous rank, then rank 0, 1-3, 4-15, 16-63, 64+
@@ -64,7 +69,8 @@ def rank_bucket(rank: np.ndarray) -> np.ndarray:
 
 
 class EntropyError(ValueError):
-    """An entropy-coded payload that does not decode (the bitstream turns it into BitstreamError)."""
+    """An entropy-coded payload that does not decode (the bitstream turns it into BitstreamError), or a
+    table file that is not one."""
 
 
 # ------------------------------------------------------------------------------------ integer CDFs
@@ -235,9 +241,19 @@ class EntropyTable:
 
     @classmethod
     def load(cls, path: Path) -> "EntropyTable":
-        """Read a table written by :meth:`save` (``allow_pickle=False``)."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        """Read a table written by :meth:`save` (``allow_pickle=False``); :class:`EntropyError` for a
+        file that is not one."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+            return cls._from_arrays(arrays)
+        except EntropyError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as err:
+            raise EntropyError(f"{path} is not a valid entropy table ({type(err).__name__}: {err})") from None
+
+    @classmethod
+    def _from_arrays(cls, arrays: Dict[str, np.ndarray]) -> "EntropyTable":
         groups, codebook_size, increment = (int(v) for v in arrays["meta"])
         books = arrays["unigram"].shape[0]
         kinds: List[List[str]] = [[] for _ in range(books)]
@@ -517,7 +533,8 @@ def fit_table(clips: Sequence[np.ndarray], codebooks: Sequence[np.ndarray], grou
               betas: Sequence[int] = (64, 256, 1024), valid: Optional[Sequence[np.ndarray]] = None,
               increment: int = 4) -> EntropyTable:
     """Fit an :class:`EntropyTable` for a codec from ``clips`` (each ``[K, F]``, all codebooks) and
-    its codebook vectors (public order, ``codebooks[k]`` is ``[size, dim]``).
+    its codebook vectors in code order (``codebooks[k]`` is ``[size, dim]``, as the quantizer's
+    ``codebooks_by_code()``).
 
     Counts are scaled so that no context row holds more than ``row_mass`` (the prior's strength,
     so the stream's own counts can still move it); each component's ``beta`` is picked from

@@ -34,7 +34,7 @@ from vocoder.model import Vocoder, mel_fault
 from vocoder.modules import AmplitudePhaseHead, Backbone, SpectrumPrediction
 from vocoder.streaming import StreamingSynthesis
 
-from . import bitstream
+from . import bitstream, entropy
 from .bitstream import BitstreamError, StreamHeader
 from .config import CodecConfig, SpectralCodecConfig, WaveformCodecConfig
 from .legacy import config_from_flat, flat_config
@@ -127,6 +127,7 @@ class Codec(nn.Module, Pretrained):
     adversarial_training: ClassVar[bool] = False
     # Architecture fields a warm start may change (the weights still fit; the fingerprint follows the new value).
     warm_start_fields: ClassVar[Tuple[str, ...]] = ()
+    companion_files = (entropy.TABLE_FILE,)
 
     def __new__(cls, config: Optional[CodecConfig] = None, *args: Any, **kwargs: Any) -> "Codec":
         # Codec(config) builds the design of ``config``, as Codec.from_pretrained loads either design.
@@ -155,9 +156,31 @@ class Codec(nn.Module, Pretrained):
         return model
 
     def save_pretrained(self, directory: Union[str, Path], half: bool = False) -> Path:
-        """Save ``config.json`` (this design's config) + ``model.safetensors`` into ``directory``."""
+        """Save ``config.json`` (this design's config) + ``model.safetensors`` into ``directory``, and
+        the model's entropy table as ``entropy_table.npz`` when one is registered for its fingerprint."""
         extra = {"legacy_fields": self.legacy_fields} if self.legacy_fields is not None else None
-        return save_state(self, self.config, directory, half=half, extra=extra)
+        folder = save_state(self, self.config, directory, half=half, extra=extra)
+        table = entropy.table_for(self.fingerprint())
+        if table is not None:
+            table.save(folder / entropy.TABLE_FILE)
+        return folder
+
+    def load_companions(self, directory: Path) -> None:
+        """Register the entropy table saved beside the weights (``entropy_table.npz``), so that
+        :meth:`compress` entropy-codes with it and streams coded with it decode; a table fitted for
+        other weights is refused (refit it: ``python -m recipes.fit_entropy --model DIR``)."""
+        path = Path(directory) / entropy.TABLE_FILE
+        if not path.is_file():
+            return
+        try:
+            table = entropy.EntropyTable.load(path)
+        except entropy.EntropyError as err:
+            raise CheckpointError(str(err)) from None
+        if not self.matches_fingerprint(table.fingerprint):
+            raise CheckpointError(f"{path} was fitted for another model (fingerprint {table.fingerprint.hex()}, "
+                                  f"these weights {self.fingerprint().hex()}): refit it with python -m "
+                                  f"recipes.fit_entropy --model {directory} --manifest M, or delete it")
+        entropy.register_table(table)
 
     def load_weights_from(self, directory: Union[str, Path]) -> None:
         """Copy the weights of a saved codec of the same architecture into this one (warm start); the
@@ -369,7 +392,8 @@ class Codec(nn.Module, Pretrained):
         before encoding and stores the gain that restores its own level, as EnCodec does: quiet and
         loud recordings then code as well as the corpus level, and decompress returns them at their level.
         ``entropy_coding`` arithmetic-codes the codes with the model's integer context model
-        (:mod:`codec.entropy`, format version 3) when it has a shipped table and that is smaller.
+        (:mod:`codec.entropy`, format version 3) when the model has a table (shipped, or beside its
+        weights) and that is smaller.
         """
         count = self.quantizer.check_num_codebooks(num_codebooks)
         prepared = prepare_waveform(wav, sample_rate, self.sample_rate)

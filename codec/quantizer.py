@@ -101,6 +101,12 @@ class GroupResidualQuantizer(nn.Module):
         """Every codebook's entries ``[codebook_size, dim / groups]``, in (group, level) order."""
         return [codebook.embed.detach()[0] for codebook in self._codebooks()]
 
+    def codebooks_by_code(self) -> List[torch.Tensor]:
+        """Every codebook's entries in the order of the codes' ``K`` axis (level-major: ``[k]`` is
+        level ``k // groups`` of group ``k % groups``), as :mod:`codec.entropy` indexes them."""
+        books, groups, levels = self.codebook_weights(), self.config.groups, self.config.levels
+        return [books[(k % groups) * levels + k // groups] for k in range(groups * levels)]
+
     @property
     def allowed_num_codebooks(self) -> List[int]:
         """Valid codebook counts: whole residual levels, i.e. multiples of the number of groups."""

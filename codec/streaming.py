@@ -50,7 +50,10 @@ if TYPE_CHECKING:
 
 PACKET_VERSION = 1
 CODING_FIXED = 0  # fixed-width codes
-CODING_ENTROPY = 1  # reserved for entropy-coded payloads (codec.entropy): register a PayloadCoder under it
+# Reserved for entropy-coded payloads: register a PayloadCoder under it. None ships: a packet must decode on
+# its own, and arithmetic coding one 20 ms frame that way takes more bytes than its fixed codes
+# (benchmarks/bench_entropy.py --packet-frames); .grvq streams are where entropy coding pays.
+CODING_ENTROPY = 1
 SEQUENCE_MODULO = 1 << 16
 _PACKET_HEAD = struct.Struct("<BH")
 _PACKET_CRC = struct.Struct("<H")

@@ -234,3 +234,71 @@ def test_shipped_table_saves_bits_and_codes_in_real_time():
               f"entropy encode + decode {rtf:.3f} x real time")
     assert sum(r[2] for r in rows) < 0.97 * sum(r[3] for r in rows)
     assert all(r[4] < 1.0 for r in rows)  # real time on this (shared) machine, generous
+
+
+# ------------------------------------------------------------------- a model's own table (recipes.fit_entropy)
+
+
+@pytest.fixture(scope="module")
+def fitted_model(tmp_path_factory):
+    """A tiny spectral codec saved with a table fitted by ``python -m recipes.fit_entropy``."""
+    import torch
+
+    from codec import Codec, SpectralCodecConfig
+    from recipes import fit_entropy
+    from tests.conftest import make_corpus
+
+    root = tmp_path_factory.mktemp("fit_entropy")
+    manifest = make_corpus(root / "corpus", clips=15, seconds=1.0)
+    torch.manual_seed(0)
+    model_dir = Codec(SpectralCodecConfig.tiny()).eval().save_pretrained(root / "model")
+    assert fit_entropy.main(["--model", str(model_dir), "--manifest", str(manifest), "--clips", "10",
+                             "--max-seconds", "1"]) == 0
+    return model_dir, manifest
+
+
+def test_fit_entropy_saves_a_table_that_loads_beside_the_weights(fitted_model, tmp_path):
+    from codec import Codec
+
+    model_dir, _ = fitted_model
+    saved = entropy.EntropyTable.load(model_dir / entropy.TABLE_FILE)
+    model = Codec.from_pretrained(model_dir)
+    assert saved.fingerprint == model.fingerprint()
+    assert entropy.table_for(model.fingerprint()).table_id == saved.table_id
+    wav = 0.2 * np.sin(np.arange(16_000) / 16_000 * 2 * np.pi * 330).astype(np.float32)
+    codes = model.encode(wav, 16_000).numpy()
+    header = replace(header_for(codes), codebook_size=model.codebook_size, fingerprint=model.fingerprint(),
+                     table_id=saved.table_id, version=ENTROPY_VERSION, coding=CODING_CONTEXT)
+    assert np.array_equal(unpack(pack(header, codes))[1], codes)
+    # save_pretrained keeps the table with the weights, so a copy of the model still entropy-codes.
+    copy = model.save_pretrained(tmp_path / "copy")
+    assert entropy.EntropyTable.load(copy / entropy.TABLE_FILE).table_id == saved.table_id
+
+
+def test_a_table_of_other_weights_or_a_corrupt_one_is_refused(fitted_model, tmp_path):
+    import shutil
+
+    import torch
+
+    from codec import Codec, SpectralCodecConfig
+    from vocoder.checkpoint import CheckpointError
+
+    model_dir, _ = fitted_model
+    torch.manual_seed(1)
+    other = Codec(SpectralCodecConfig.tiny()).save_pretrained(tmp_path / "other")
+    shutil.copy(model_dir / entropy.TABLE_FILE, other / entropy.TABLE_FILE)
+    with pytest.raises(CheckpointError, match="fitted for another model"):
+        Codec.from_pretrained(other)
+    (other / entropy.TABLE_FILE).write_bytes(b"PK\x03\x04 not a table")
+    with pytest.raises(CheckpointError, match="not a valid entropy table"):
+        Codec.from_pretrained(other)
+
+
+def test_fit_entropy_refuses_a_manifest_without_enough_training_clips(fitted_model, tmp_path, capsys):
+    from recipes import fit_entropy
+    from tests.conftest import make_corpus
+
+    model_dir, _ = fitted_model
+    small = make_corpus(tmp_path / "small", clips=3)
+    assert fit_entropy.main(["--model", str(model_dir), "--manifest", str(small), "--out", str(tmp_path / "t.npz")]) == 2
+    assert "too few" in capsys.readouterr().err

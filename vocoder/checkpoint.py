@@ -313,6 +313,9 @@ class Pretrained:
     # Config fields (dotted paths) that steer training or memory use but leave the weights' meaning
     # alone: a warm start (``load_weights_from``) may change them, e.g. a codec's dead-code threshold.
     training_fields: ClassVar[Tuple[str, ...]] = ()
+    # Optional files a saved folder may hold beside the weights (fetched from the Hub with them); the
+    # model reads them in :meth:`load_companions`.
+    companion_files: ClassVar[Tuple[str, ...]] = ()
 
     @property
     def device(self) -> torch.device:
@@ -347,12 +350,16 @@ class Pretrained:
                     f"no shipped {cls.__name__} model found at {path}; train one with the recipes "
                     f"and pass its directory"
                 )
-        directory = resolve_pretrained(path, revision, MODEL_FILES)
+        directory = resolve_pretrained(path, revision, MODEL_FILES + cls.companion_files)
         if not directory.is_dir():
             raise CheckpointError(f"{path} is not a directory")
         model = cls.build_saved(directory)
         load_state(model, directory)  # type: ignore[arg-type]
+        model.load_companions(directory)
         return model.to(device).eval()  # type: ignore[attr-defined]
+
+    def load_companions(self, directory: Path) -> None:
+        """Read the :attr:`companion_files` present in ``directory`` (after the weights): none by default."""
 
     @classmethod
     def build_saved(cls, directory: Path):
