@@ -103,14 +103,16 @@ def main() -> None:
     if table is None:
         parser.error(f"{args.model} has no entropy table: fit one with python -m recipes.fit_entropy --model {args.model}")
     print(f"entropy table {table.table_id.hex()} for model {codec.fingerprint().hex()}; torch threads 1")
-    print("| clip set | clips | seconds | 4 codebooks: b/s (vs 2000) | saving | 2 codebooks: b/s (vs 1000) | saving |"
-          " entropy encode+decode x real time |")
+    books, level = codec.num_codebooks, codec.quantizer.config.groups
+    full, first = codec.bitrate_for(books), codec.bitrate_for(level)
+    print(f"| clip set | clips | seconds | {books} codebooks: b/s (vs {full:.0f}) | saving | {level} codebooks: b/s "
+          f"(vs {first:.0f}) | saving | entropy encode+decode x real time |")
     print("|---|---|---|---|---|---|---|---|")
     for clip_set in CLIP_SETS:
         clips = choose_clips(args.manifest, replace(clip_set, count=args.clips), args.max_seconds)
         rates = entropy_rates(codec, table, clips)
-        print(f"| {clip_set.name} | {len(clips)} | {rates['seconds']:.0f} | {rates['bps'][4]:.0f} | "
-              f"{1 - rates['bps'][4] / 2000:.1%} | {rates['bps'][2]:.0f} | {1 - rates['bps'][2] / 1000:.1%} | "
+        print(f"| {clip_set.name} | {len(clips)} | {rates['seconds']:.0f} | {rates['bps'][books]:.0f} | "
+              f"{1 - rates['bps'][books] / full:.1%} | {rates['bps'][level]:.0f} | {1 - rates['bps'][level] / first:.1%} | "
               f"{rates['coder_x_real_time']:.3f} |", flush=True)
     if args.packet_frames:
         packet_rows(codec, args.manifest, args.packet_frames, args.fit_clips, args.clips, args.max_seconds)

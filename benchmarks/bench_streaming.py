@@ -25,7 +25,7 @@ offline, above Codec2 2.4 kbps on both, and 5 % loss costing at most 0.3 PESQ.
 ``recipes.evaluate`` the bits per second of the same model's ``.grvq`` streams entropy-coded with the
 table beside its weights (``recipes.fit_entropy``), against the nominal rate.
 
-    python benchmarks/bench_streaming.py [--threads 1] [--repeats 5] [--seconds 4] [--model DIR]
+    python benchmarks/bench_streaming.py [--threads 1] [--repeats 5] [--seconds 4] [--model DIR] [--codebooks 2]
         [--manifest ~/.cache/grvq-toolkit/corpus3/manifest.jsonl] [--clips 24] [--loss 0 5 10]
         [--json PATH] [--no-quality]
 """
@@ -94,15 +94,16 @@ def streaming_codec(directory: Optional[Path]) -> Tuple[Codec, str]:
 # ------------------------------------------------------------------------------------ latency, compute
 
 
-def measure_compute(model: Codec, seconds: float, repeats: int) -> Dict[str, List[float]]:
+def measure_compute(model: Codec, seconds: float, repeats: int, num_codebooks: Optional[int] = None
+                    ) -> Dict[str, List[float]]:
     """Wall seconds of each encode and decode repeat over ``seconds`` of test signal, frame by frame."""
     hop = model.hop_length
     pcm = test_signal(seconds, model.sample_rate)
     frames = [pcm[first:first + hop] for first in range(0, len(pcm) // hop * hop, hop)]
-    packets = model.stream_encoder().push(pcm)
+    packets = model.stream_encoder(num_codebooks).push(pcm)
 
     def encode() -> None:
-        encoder = model.stream_encoder()
+        encoder = model.stream_encoder(num_codebooks)
         for frame in frames:
             encoder.push(frame)
 
@@ -115,10 +116,11 @@ def measure_compute(model: Codec, seconds: float, repeats: int) -> Dict[str, Lis
     return {name: [t / len(frames) * 1000 for t in values] for name, values in times.items()}  # ms per frame
 
 
-def report_compute(model: Codec, weights: str, seconds: float, repeats: int) -> dict:
+def report_compute(model: Codec, weights: str, seconds: float, repeats: int, num_codebooks: Optional[int] = None
+                   ) -> dict:
     """Print latency and compute per frame; the numbers for ``--json``."""
     frame_ms = 1000 * model.hop_length / model.sample_rate
-    ms = measure_compute(model, seconds, repeats)
+    ms = measure_compute(model, seconds, repeats, num_codebooks)
     latency = algorithmic_latency(model)
     print(f"streaming codec: {count_parameters(model) / 1e6:.1f} M parameters ({weights}); "
           f"{torch.get_num_threads()} thread(s), {int(seconds * 1000 / frame_ms)} frames of {frame_ms:.0f} ms")
@@ -152,18 +154,18 @@ def loss_name(percent: float) -> str:
     return f"streaming, {percent:g} % loss"
 
 
-def stream_packets(model: Codec, wav: torch.Tensor) -> List[bytes]:
+def stream_packets(model: Codec, wav: torch.Tensor, num_codebooks: Optional[int] = None) -> List[bytes]:
     """A clip ``[1, T]`` pushed through a StreamEncoder at once, then flushed: every packet of it."""
-    encoder = model.stream_encoder()
+    encoder = model.stream_encoder(num_codebooks)
     return encoder.push(wav[0].numpy()) + encoder.flush()
 
 
-def score_streaming(model: Codec, clips: Sequence[Tuple[str, torch.Tensor]], losses: Sequence[float]
-                    ) -> Dict[str, Metrics]:
+def score_streaming(model: Codec, clips: Sequence[Tuple[str, torch.Tensor]], losses: Sequence[float],
+                    num_codebooks: Optional[int] = None) -> Dict[str, Metrics]:
     """Metrics of the streaming codec at each loss rate (percent); ``lost``: the share of packets lost."""
     averagers = {percent: MetricAverager() for percent in losses}
     for index, (_, wav) in enumerate(clips):
-        packets = stream_packets(model, wav)  # the encoder's packets do not depend on the channel
+        packets = stream_packets(model, wav, num_codebooks)  # the encoder's packets do not depend on the channel
         for percent, metrics in averagers.items():
             lost = random_losses(len(packets), percent / 100, seed=index)
             audio = decode_with_losses(model, packets, lost, wav.shape[-1])
@@ -234,9 +236,10 @@ def print_set(name: str, result: dict) -> None:
         print(f"  {target:34} {verdict}")
 
 
-def report_quality(model: Codec, manifest: Path, clips: int, max_seconds: float, losses: Sequence[float]) -> dict:
+def report_quality(model: Codec, manifest: Path, clips: int, max_seconds: float, losses: Sequence[float],
+                   num_codebooks: Optional[int] = None) -> dict:
     """Score every held-out speech set, print each as it is done; ``{set name: numbers}``."""
-    num_codebooks = model.quantizer.check_num_codebooks(None)
+    num_codebooks = model.quantizer.check_num_codebooks(num_codebooks)
     systems = baselines(num_codebooks)
     print(f"\nquality on held-out speech: streaming and offline at {model.bitrate_for(num_codebooks) / 1000:g} kbps, "
           f"first {max_seconds:g} s of up to {clips} clips per set (recipes.evaluate's), seeded random packet loss")
@@ -249,7 +252,7 @@ def report_quality(model: Codec, manifest: Path, clips: int, max_seconds: float,
         if not chosen:
             print(f"\n{clip_set.name}: no clips in {manifest}")
             continue
-        rows = score_streaming(model, chosen, losses)
+        rows = score_streaming(model, chosen, losses, num_codebooks)
         rows.update({name: score_system(code, chosen) for name, code in systems.items()})
         results[clip_set.name] = {"clips": len(chosen), "seconds": sum(w.shape[-1] for _, w in chosen) / SAMPLE_RATE,
                                   "systems": rows, "targets": targets(rows)}
@@ -257,15 +260,16 @@ def report_quality(model: Codec, manifest: Path, clips: int, max_seconds: float,
     return results
 
 
-def report_bits(model: Codec, manifest: Path, clips: int, max_seconds: float) -> dict:
+def report_bits(model: Codec, manifest: Path, clips: int, max_seconds: float, num_codebooks: Optional[int] = None
+                ) -> dict:
     """Bits per second per clip set: the packets' fixed codes, and ``.grvq`` streams of the same codes
     entropy-coded with the table beside the model's weights (when it has one)."""
-    books = model.num_codebooks
+    books = model.quantizer.check_num_codebooks(num_codebooks)
     fixed = model.bitrate_for(books)
     wire = fixed + 8 * PACKET_OVERHEAD * model.frame_rate
     print(f"\nbits per second: packets carry fixed codes, {fixed:.0f} b/s of payload ({wire:.0f} b/s with each "
           f"packet's {PACKET_OVERHEAD}-byte head and CRC; a packet must decode on its own, and entropy coding inside "
-          "one 20 ms packet saves nothing: benchmarks/bench_entropy.py --packet-frames)")
+          f"one {1000 / model.frame_rate:.0f} ms packet saves nothing: benchmarks/bench_entropy.py --packet-frames)")
     table = entropy.table_for(model.fingerprint())
     if table is None:
         print("  no entropy table beside this model: `python -m recipes.fit_entropy --model DIR` fits one")
@@ -307,6 +311,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="corpus manifest (recipes.prepare_data)")
     parser.add_argument("--clips", type=int, default=24, help="clips per held-out speech set (the report's choice)")
     parser.add_argument("--max-seconds", type=float, default=6.0, help="longest clip scored (the report's)")
+    parser.add_argument("--codebooks", type=int, help="codebooks coded (default all: 2 kbps; 2: 1 kbps)")
     parser.add_argument("--loss", type=float, nargs="+", default=[0.0, 5.0, 10.0], help="packet loss rates, percent")
     parser.add_argument("--json", type=Path, help="write every number here")
     parser.add_argument("--no-quality", action="store_true", help="latency and compute only")
@@ -322,18 +327,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         model, weights = streaming_codec(args.model)
+        model.quantizer.check_num_codebooks(args.codebooks)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     results = {"model": weights, "threads": torch.get_num_threads(),
-               **report_compute(model, weights, args.seconds, args.repeats)}
+               **report_compute(model, weights, args.seconds, args.repeats, args.codebooks)}
     skipped = quality_skipped(args)
     if skipped:
         print(skipped)
     else:
         with torch.inference_mode():
-            results["quality"] = report_quality(model, args.manifest, args.clips, args.max_seconds, args.loss)
-            results["bits"] = report_bits(model, args.manifest, args.clips, args.max_seconds)
+            results["quality"] = report_quality(model, args.manifest, args.clips, args.max_seconds, args.loss,
+                                                args.codebooks)
+            results["bits"] = report_bits(model, args.manifest, args.clips, args.max_seconds, args.codebooks)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

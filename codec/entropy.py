@@ -45,6 +45,7 @@ import hashlib
 import io
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -249,7 +250,7 @@ class EntropyTable:
             return cls._from_arrays(arrays)
         except EntropyError:
             raise
-        except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as err:
+        except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise EntropyError(f"{path} is not a valid entropy table ({type(err).__name__}: {err})") from None
 
     @classmethod
@@ -273,16 +274,20 @@ _SCANNED = False
 
 
 def register_table(table: EntropyTable) -> None:
-    """Make ``table`` available to :func:`table_by_id` and :func:`table_for` in this process."""
+    """Make ``table`` available to :func:`table_by_id` and :func:`table_for` in this process; for its
+    model it now comes before every table registered or shipped earlier."""
+    _scan()
+    _REGISTRY.pop(table.table_id, None)
     _REGISTRY[table.table_id] = table
 
 
 def _scan() -> None:
     global _SCANNED
     if not _SCANNED:
-        for path in sorted(TABLES_DIR.glob("*.npz")):
-            register_table(EntropyTable.load(path))
         _SCANNED = True
+        for path in sorted(TABLES_DIR.glob("*.npz")):
+            table = EntropyTable.load(path)
+            _REGISTRY.setdefault(table.table_id, table)
 
 
 def table_for(fingerprint: bytes) -> Optional[EntropyTable]:

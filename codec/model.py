@@ -157,12 +157,18 @@ class Codec(nn.Module, Pretrained):
 
     def save_pretrained(self, directory: Union[str, Path], half: bool = False) -> Path:
         """Save ``config.json`` (this design's config) + ``model.safetensors`` into ``directory``, and
-        the model's entropy table as ``entropy_table.npz`` when one is registered for its fingerprint."""
+        the model's entropy table as ``entropy_table.npz`` when one is registered for the codebooks as
+        saved (a table there from earlier weights is removed)."""
         extra = {"legacy_fields": self.legacy_fields} if self.legacy_fields is not None else None
         folder = save_state(self, self.config, directory, half=half, extra=extra)
-        table = entropy.table_for(self.fingerprint())
+        table, path = entropy.table_for(self.fingerprint()), folder / entropy.TABLE_FILE
+        if table is not None and table.fingerprint == self.fingerprint(half):
+            table.save(path)
+            return folder
+        path.unlink(missing_ok=True)
         if table is not None:
-            table.save(folder / entropy.TABLE_FILE)
+            warnings.warn(f"the entropy table of these float32 codebooks does not fit their float16 copy in {folder}: "
+                          f"refit it there with python -m recipes.fit_entropy --model {folder} --manifest M")
         return folder
 
     def load_companions(self, directory: Path) -> None:
@@ -176,7 +182,7 @@ class Codec(nn.Module, Pretrained):
             table = entropy.EntropyTable.load(path)
         except entropy.EntropyError as err:
             raise CheckpointError(str(err)) from None
-        if not self.matches_fingerprint(table.fingerprint):
+        if table.fingerprint != self.fingerprint():
             raise CheckpointError(f"{path} was fitted for another model (fingerprint {table.fingerprint.hex()}, "
                                   f"these weights {self.fingerprint().hex()}): refit it with python -m "
                                   f"recipes.fit_entropy --model {directory} --manifest M, or delete it")
@@ -237,8 +243,9 @@ class Codec(nn.Module, Pretrained):
         """The config in the flat form of models saved before the designs split (:mod:`codec.legacy`)."""
         return flat_config(self.config, self.legacy_fields)
 
-    def fingerprint(self) -> bytes:
-        """8-byte BLAKE2b digest of what a stream's codes mean: the architecture and the codebooks.
+    def fingerprint(self, half: bool = False) -> bytes:
+        """8-byte BLAKE2b digest of what a stream's codes mean: the architecture and the codebooks
+        (``half``: as ``save_pretrained(half=True)`` stores them, rounded to float16).
 
         Left out: settings that only steer training or memory use (:attr:`training_fields`, chunking
         among them) and a spectral codec's vocoder but for its mel analysis, so a warm start that
@@ -248,7 +255,7 @@ class Codec(nn.Module, Pretrained):
         arch = _without(self.flat_config(), self.training_fields)
         if "vocoder" in arch:
             arch["vocoder"] = {"mel": arch["vocoder"]["mel"]}  # the encoder's input; the rest makes no codes
-        return self._digest(arch)
+        return self._digest(arch, half)
 
     def matches_fingerprint(self, fingerprint: bytes) -> bool:
         """Whether codes stamped with ``fingerprint`` are this model's: its :meth:`fingerprint`, or the
@@ -256,9 +263,10 @@ class Codec(nn.Module, Pretrained):
         ``codec.json`` files written before that form changed carry."""
         return fingerprint in (self.fingerprint(), self._digest(_without(self.flat_config(), ("chunking",))))
 
-    def _digest(self, arch: Dict[str, Any]) -> bytes:
+    def _digest(self, arch: Dict[str, Any], half: bool = False) -> bytes:
         digest = hashlib.blake2b(json.dumps(arch, sort_keys=True).encode(), digest_size=bitstream.FINGERPRINT_BYTES)
         for weights in self.quantizer.codebook_weights():
+            weights = weights.half() if half else weights
             digest.update(weights.float().cpu().contiguous().numpy().astype("<f4").tobytes())
         return digest.digest()
 

@@ -25,7 +25,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from codec import Codec, entropy
-from vocoder.checkpoint import CheckpointError, load_state
+from vocoder.checkpoint import load_state
 
 from .data import ManifestEntry, ManifestError, read_manifest, refuse_untrainable
 from .evaluate import HELD_OUT_SOURCES
@@ -85,15 +85,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         load_state(codec, args.model)
         codec.eval()
         table = fit_codec_table(codec, args.manifest, args.clips, args.max_seconds, args.seed)
-    except (CheckpointError, ManifestError, OSError, RuntimeError) as err:
+        out = table.save(args.out or args.model / entropy.TABLE_FILE)
+        print(f"entropy table {table.table_id.hex()} for model {codec.fingerprint().hex()}: {out} "
+              f"({out.stat().st_size / 1e6:.1f} MB)")
+        codes = clip_codes(codec, args.manifest, read_manifest(args.manifest, "valid")[: args.check_clips],
+                           args.max_seconds, "checking")
+    except (ValueError, OSError, RuntimeError) as err:  # CheckpointError and ManifestError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = table.save(args.out or args.model / entropy.TABLE_FILE)
-    print(f"entropy table {table.table_id.hex()} for model {codec.fingerprint().hex()}: {out} "
-          f"({out.stat().st_size / 1e6:.1f} MB)")
-    check = read_manifest(args.manifest, "valid")[: args.check_clips]
-    if check:
-        codes = clip_codes(codec, args.manifest, check, args.max_seconds, "checking")
+    if codes:
         fixed = sum(c.size for c in codes) * codec.config.quantizer.bits_per_code
         coded = sum(8 * len(entropy.encode_codes(c[None], table)) for c in codes)
         print(f"validation split, {len(codes)} clips: {coded / fixed:.3f} of the fixed codes' bits "

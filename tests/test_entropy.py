@@ -302,3 +302,41 @@ def test_fit_entropy_refuses_a_manifest_without_enough_training_clips(fitted_mod
     small = make_corpus(tmp_path / "small", clips=3)
     assert fit_entropy.main(["--model", str(model_dir), "--manifest", str(small), "--out", str(tmp_path / "t.npz")]) == 2
     assert "too few" in capsys.readouterr().err
+
+
+def test_save_pretrained_keeps_a_table_only_where_it_fits(fitted_model, tmp_path):
+    import warnings
+
+    import torch
+
+    from codec import Codec, SpectralCodecConfig
+
+    model_dir, _ = fitted_model
+    model = Codec.from_pretrained(model_dir)
+    # float16 codebooks are other codebooks: the float32 model's table would be refused there.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        half = model.save_pretrained(tmp_path / "half", half=True)
+    assert not (half / entropy.TABLE_FILE).exists() and any("refit" in str(w.message) for w in caught)
+    assert Codec.from_pretrained(half).fingerprint() == model.fingerprint(half=True)
+    # A folder saved over with other weights loses the table of the weights it held.
+    torch.manual_seed(2)
+    Codec(SpectralCodecConfig.tiny()).save_pretrained(model.save_pretrained(tmp_path / "over"))
+    assert not (tmp_path / "over" / entropy.TABLE_FILE).exists()
+    Codec.from_pretrained(tmp_path / "over")
+
+
+def test_a_table_damaged_inside_its_zip_is_refused(fitted_model, tmp_path):
+    import shutil
+
+    from codec import Codec
+    from vocoder.checkpoint import CheckpointError
+
+    model_dir, _ = fitted_model
+    copy = Path(shutil.copytree(model_dir, tmp_path / "copy"))
+    data = bytearray((copy / entropy.TABLE_FILE).read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)  # inside a compressed member: zlib fails, not the zip directory
+    (copy / entropy.TABLE_FILE).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        Codec.from_pretrained(copy)
