@@ -91,22 +91,29 @@ class ExportBest(Callback):
 
 
 class ComputeTime(Callback):
-    """Logs ``cpu_hours``, the process CPU time spent training so far, and, on an accelerator, also
-    ``gpu_hours``, wall-clock hours times the number of devices (there the CPU time is not the compute
-    that mattered). Both are summed over every run that resumed this one (kept in the checkpoint), so
-    learning curves can be drawn against compute."""
+    """Logs ``cpu_hours``, the CPU time the training processes spent so far (every process of a
+    distributed run, summed at each validation), and, on an accelerator, also ``gpu_hours``, wall-clock
+    hours times the number of devices (there the CPU time is not the compute that mattered). Both are
+    summed over every run that resumed this one (kept in the checkpoint), so learning curves can be
+    drawn against compute."""
 
     def __init__(self) -> None:
         self.previous_cpu = self.previous_gpu = 0.0
         self.devices = 0  # accelerator devices of this run; 0 on the CPU
         self.cpu_start, self.wall_start = time.process_time(), time.monotonic()
+        # At the last validation of a distributed run: (this process's CPU seconds, every process's).
+        self.synced: Optional[Tuple[float, float]] = None
 
     @property
     def state_key(self) -> str:
         return "CpuTime"  # its name before it also counted GPU time: older checkpoints keep their hours
 
     def cpu_hours(self) -> float:
-        return self.previous_cpu + (time.process_time() - self.cpu_start) / 3600.0
+        local = time.process_time() - self.cpu_start
+        if self.synced is None:
+            return self.previous_cpu + local / 3600.0
+        local_then, every_then = self.synced
+        return self.previous_cpu + (every_then + local - local_then) / 3600.0
 
     def gpu_hours(self) -> float:
         return self.previous_gpu + self.devices * (time.monotonic() - self.wall_start) / 3600.0
@@ -117,6 +124,10 @@ class ComputeTime(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
+            if trainer.world_size > 1:  # every rank validates, so every rank takes part in the sum
+                local = time.process_time() - self.cpu_start
+                every = trainer.strategy.reduce(torch.tensor(local, dtype=torch.float64), reduce_op="sum")
+                self.synced = (local, float(every))
             hours = {"cpu_hours": self.cpu_hours()}
             if self.devices or self.previous_gpu:
                 hours["gpu_hours"] = self.gpu_hours()
@@ -130,6 +141,7 @@ class ComputeTime(Callback):
         self.previous_cpu = float(state_dict.get("cpu_hours", 0.0))
         self.previous_gpu = float(state_dict.get("gpu_hours", 0.0))
         self.cpu_start, self.wall_start = time.process_time(), time.monotonic()
+        self.synced = None
 
 
 def _rows_until(path: Path, step: Optional[int]) -> Optional[Tuple[List[str], List[Dict[str, str]]]]:

@@ -399,9 +399,10 @@ def test_compute_time_logs_gpu_hours_on_an_accelerator_and_keeps_them_across_res
     logged = []
     logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append(metrics))
 
-    def trainer(device: str) -> SimpleNamespace:
-        return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), world_size=2,
-                               sanity_checking=False, loggers=[logger], global_step=10)
+    def trainer(device: str) -> SimpleNamespace:  # two ranks, the other spending as much CPU time as this one
+        return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device),
+                                                        reduce=lambda value, reduce_op: value * 2),
+                               world_size=2, sanity_checking=False, loggers=[logger], global_step=10)
 
     on_gpu = ComputeTime()
     on_gpu.on_fit_start(trainer("cuda"), None)
@@ -416,5 +417,8 @@ def test_compute_time_logs_gpu_hours_on_an_accelerator_and_keeps_them_across_res
     assert logged[-1]["gpu_hours"] == pytest.approx(logged[-2]["gpu_hours"], abs=1e-3)
     on_cpu = ComputeTime()
     on_cpu.on_fit_start(trainer("cpu"), None)
+    on_cpu.cpu_start -= 360  # six minutes of this process's CPU time
     on_cpu.on_validation_end(trainer("cpu"), None)
     assert set(logged[-1]) == {"cpu_hours"}
+    assert logged[-1]["cpu_hours"] == pytest.approx(0.2, abs=0.01)  # both ranks' time, not this one's alone
+    assert on_cpu.state_dict()["cpu_hours"] == pytest.approx(0.2, abs=0.01)  # what the checkpoint keeps
