@@ -103,7 +103,7 @@ STREAMING = Path(__file__).resolve().parents[1] / "codec" / "pretrained" / "stre
 # Floors sit about 0.1 PESQ and 0.05 STOI below the shipped streaming codec's scores on these fixtures
 # (its model card); the causal codec before fine-tuning scores STOI below 0.1.
 @pytest.mark.parametrize("fixture, pesq_floor, stoi_floor", [
-    ("warzone2100", 1.05, 0.77), ("fillets_cs", 1.15, 0.65), ("asterisk_ru", 1.15, 0.74),
+    ("warzone2100", 1.5, 0.83), ("fillets_cs", 1.28, 0.70), ("asterisk_ru", 1.33, 0.79),
 ])
 def test_shipped_streaming_codec_codes_held_out_speech_live(fixture, pesq_floor, stoi_floor):
     from codec.streaming import algorithmic_latency, decode_with_losses
@@ -121,6 +121,20 @@ def test_shipped_streaming_codec_codes_held_out_speech_live(fixture, pesq_floor,
     audio = torch.from_numpy(audio)[None]
     assert pesq_wideband(speech, audio, 16_000) > pesq_floor
     assert stoi(speech, audio, 16_000) > stoi_floor
+
+
+def test_shipped_streaming_codec_entropy_codes_its_grvq_streams():
+    """The table beside the streaming codec's weights loads with it and codes held-out speech in fewer
+    bits than the fixed codes, decoding to the very same codes."""
+    from codec import entropy
+    from codec.bitstream import CODING_CONTEXT, read_header, unpack
+
+    codec = Codec.from_pretrained(STREAMING)
+    assert entropy.table_for(codec.fingerprint()) is not None
+    speech, rate = load_audio(Path(__file__).parent / "fixtures" / HELD_OUT_FIXTURES["warzone2100"])
+    coded, fixed = codec.compress(speech, rate), codec.compress(speech, rate, entropy_coding=False)
+    assert read_header(coded).coding == CODING_CONTEXT and len(coded) < 0.95 * len(fixed)
+    assert np.array_equal(unpack(coded)[1], unpack(fixed)[1])
 
 
 def test_stream_commands_use_the_shipped_streaming_codec():
