@@ -31,9 +31,8 @@ import numpy as np
 import torch
 
 from codec import Codec, bitstream, entropy
-from recipes.data import read_manifest
-from recipes.evaluate import CLIP_SETS, HELD_OUT_SOURCES, choose_clips
-from recipes.fit_entropy import clip_codes
+from recipes.evaluate import CLIP_SETS, choose_clips
+from recipes.fit_entropy import codebook_vectors, train_codes
 
 
 def entropy_rates(codec: Codec, table: entropy.EntropyTable, clips) -> dict:
@@ -63,12 +62,10 @@ def packet_pieces(clips, frames: int):
 
 def packet_rows(codec: Codec, manifest: Path, sizes, fit_clips: int, clips: int, max_seconds: float) -> None:
     """Payload bytes of packets of each size in ``sizes`` (code frames), entropy-coded on their own."""
-    entries = [e for e in read_manifest(manifest, "train") if e.source not in HELD_OUT_SOURCES]
-    chosen = np.random.default_rng(0).permutation(len(entries))[:fit_clips]
-    train = clip_codes(codec, manifest, [entries[i] for i in sorted(chosen)], max_seconds, "encoding")
+    train = train_codes(codec, manifest, fit_clips, max_seconds)
     q = codec.quantizer
     groups, books, bits = q.config.groups, codec.num_codebooks, q.config.bits_per_code
-    vectors = [book.float().cpu().numpy() for book in q.codebooks_by_code()]
+    vectors = codebook_vectors(codec)
     held_out = {s.name: [codec.encode(wav, codec.sample_rate, progress=False)[0].numpy()
                          for _, wav in choose_clips(manifest, replace(s, count=clips), max_seconds)]
                 for s in CLIP_SETS if s.name.startswith("speech, held out")}

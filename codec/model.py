@@ -162,7 +162,7 @@ class Codec(nn.Module, Pretrained):
         extra = {"legacy_fields": self.legacy_fields} if self.legacy_fields is not None else None
         folder = save_state(self, self.config, directory, half=half, extra=extra)
         table, path = entropy.table_for(self.fingerprint()), folder / entropy.TABLE_FILE
-        if table is not None and table.fingerprint == self.fingerprint(half):
+        if table is not None and (not half or table.fingerprint == self.fingerprint(half=True)):
             table.save(path)
             return folder
         path.unlink(missing_ok=True)

@@ -49,9 +49,9 @@ def clip_codes(codec: Codec, manifest: Path, entries: Sequence[ManifestEntry], m
     return codes
 
 
-def fit_codec_table(codec: Codec, manifest: Path, clips: int = 1500, max_seconds: float = 8.0,
-                    seed: int = 0) -> entropy.EntropyTable:
-    """An entropy table for ``codec`` from ``clips`` random train-split recordings of ``manifest``."""
+def train_codes(codec: Codec, manifest: Path, clips: int, max_seconds: float, seed: int = 0) -> List[np.ndarray]:
+    """Codes ``[K, F]`` of ``clips`` random train-split recordings of ``manifest`` (held-out sources left
+    out, never-train sources refused), at least 8 of them two frames or longer."""
     entries = [e for e in read_manifest(manifest, "train") if e.source not in HELD_OUT_SOURCES]
     refuse_untrainable(entries, manifest)
     if len(entries) < 8:
@@ -61,10 +61,20 @@ def fit_codec_table(codec: Codec, manifest: Path, clips: int = 1500, max_seconds
     codes = clip_codes(codec, manifest, [entries[i] for i in sorted(chosen)], max_seconds, "encoding")
     if len(codes) < 8:
         raise ManifestError(f"{manifest}: only {len(codes)} chosen clips are two code frames or longer")
-    q = codec.quantizer
-    books = [book.float().cpu().numpy() for book in q.codebooks_by_code()]
-    return entropy.fit_table(codes, books, q.config.groups, codec.fingerprint(),
-                             num_clusters=min(64, q.config.codebook_size // 4))
+    return codes
+
+
+def codebook_vectors(codec: Codec) -> List[np.ndarray]:
+    """The codec's codebooks in the codes' order, as :func:`codec.entropy.fit_table` takes them."""
+    return [book.float().cpu().numpy() for book in codec.quantizer.codebooks_by_code()]
+
+
+def fit_codec_table(codec: Codec, manifest: Path, clips: int = 1500, max_seconds: float = 8.0,
+                    seed: int = 0) -> entropy.EntropyTable:
+    """An entropy table for ``codec`` from ``clips`` random train-split recordings of ``manifest``."""
+    q = codec.quantizer.config
+    return entropy.fit_table(train_codes(codec, manifest, clips, max_seconds, seed), codebook_vectors(codec),
+                             q.groups, codec.fingerprint(), num_clusters=min(64, q.codebook_size // 4))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
